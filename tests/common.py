@@ -1,0 +1,9 @@
+"""Shared test constants: the explicit float tolerances of the suite."""
+
+# fp32 compiled model vs ONNX Runtime / PyTorch on small CNNs.
+FLOAT_RTOL = 1e-4
+FLOAT_ATOL = 1e-4
+
+# fp32 reference forward vs a dense float conv (different summation order).
+REF_RTOL = 1e-5
+REF_ATOL = 1e-4

@@ -1,0 +1,33 @@
+"""tvm-snn: compile Sub-bit Neural Networks with TVM.
+
+The compiler is loaded lazily, so ``import tvm_snn.train`` works on a machine
+without TVM. Public API::
+
+    import tvm_snn
+    cm = tvm_snn.compile(model, target="x86")
+    y = cm(x)
+    cm.export_library("m.so")
+    cm2 = tvm_snn.load("m.so")
+"""
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "compile": ("tvm_snn.compiler", "compile"),
+    "load": ("tvm_snn.compiled", "load"),
+    "CompiledModel": ("tvm_snn.compiled", "CompiledModel"),
+    "parse_target": ("tvm_snn.target", "parse_target"),
+    "errors": ("tvm_snn.errors", None),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'tvm_snn' has no attribute {name!r}")
+    import importlib
+
+    module_name, attr = _LAZY[name]
+    module = importlib.import_module(module_name)
+    return module if attr is None else getattr(module, attr)
