@@ -1,0 +1,117 @@
+"""The ``tvm-snn`` command line: compile, run and bench.
+
+Each subcommand mirrors the Python API and has ``--help``. Errors from
+``tvm_snn.errors`` print as one line and exit with status 2.
+"""
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from tvm_snn.errors import InputError, SNNError
+
+EXIT_USER_ERROR = 2
+
+
+def _load_model_file(path, input_shapes):
+    """Return the model object for a file given on the command line."""
+    if path.endswith(".pt2"):
+        import torch
+
+        return torch.export.load(path), None
+    if input_shapes:
+        return path, tuple(np.zeros(shape, dtype=np.float32) for shape in input_shapes)
+    return path, None
+
+
+def _parse_shape(text):
+    try:
+        return tuple(int(dim) for dim in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a shape is comma-separated integers, got {text!r}") from None
+
+
+def _cmd_compile(args):
+    import tvm_snn
+
+    model, examples = _load_model_file(args.model, args.input_shape)
+    cm = tvm_snn.compile(model, target=args.target, example_inputs=examples)
+    print(cm.report())
+    cm.export_library(args.output)
+    print(f"wrote {args.output}")
+
+
+def _read_inputs(cm, paths):
+    if not paths:
+        return cm.random_inputs(seed=0)
+    try:
+        return [np.load(path) for path in paths]
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read input file: {err}") from None
+
+
+def _cmd_run(args):
+    import tvm_snn
+
+    cm = tvm_snn.load(args.artifact)
+    out = cm(*_read_inputs(cm, args.input))
+    outputs = out if isinstance(out, tuple) else (out,)
+    for i, array in enumerate(outputs):
+        print(f"output {i}: {array.dtype}{list(array.shape)} mean={array.mean():.6g} max={array.max():.6g}")
+    if args.output:
+        np.save(args.output, outputs[0])
+        print(f"wrote {args.output}")
+
+
+def _cmd_bench(args):
+    import tvm_snn
+
+    cm = tvm_snn.load(args.artifact)
+    stats = cm.benchmark(_read_inputs(cm, args.input), repeat=args.repeat)
+    print(json.dumps(stats, indent=2))
+
+
+def build_parser():
+    """Return the argument parser of ``tvm-snn``."""
+    parser = argparse.ArgumentParser(prog="tvm-snn", description="Compile Sub-bit Neural Networks with TVM.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    comp = sub.add_parser("compile", help="compile an .onnx or .pt2 (torch.export) model to an artifact")
+    comp.add_argument("model", help="path to an .onnx file or a .pt2 ExportedProgram")
+    comp.add_argument("--target", default="x86", help='preset (x86, aarch64, pynq) or "llvm -mcpu=..." string')
+    comp.add_argument("-o", "--output", required=True, help="artifact path (.so); a manifest is written beside it")
+    comp.add_argument(
+        "--input-shape", action="append", type=_parse_shape, metavar="N,C,H,W",
+        help="static shape of each input, for ONNX models with symbolic shapes (repeat per input)",
+    )
+    comp.set_defaults(func=_cmd_compile)
+
+    run = sub.add_parser("run", help="run an artifact on .npy inputs (random inputs if none)")
+    run.add_argument("artifact")
+    run.add_argument("--input", action="append", help=".npy file per input, in order")
+    run.add_argument("-o", "--output", help="write the first output to this .npy file")
+    run.set_defaults(func=_cmd_run)
+
+    bench = sub.add_parser("bench", help="time an artifact on this machine")
+    bench.add_argument("artifact")
+    bench.add_argument("--input", action="append", help=".npy file per input, in order")
+    bench.add_argument("--repeat", type=int, default=50)
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``tvm-snn`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except SNNError as err:
+        print(f"tvm-snn: error: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

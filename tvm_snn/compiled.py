@@ -1,0 +1,276 @@
+"""``CompiledModel``: run, time, report, save and reload a compiled model.
+
+An artifact is a shared library plus a JSON manifest beside it
+(``<path>.manifest.json``) that records the target, the input signature, the
+layer report and the library's sha256. :func:`load` checks all of them.
+"""
+
+import hashlib
+import json
+import os
+import statistics
+import time
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from relay_passes.report import LayerReport, format_table
+from tvm_snn.errors import ArtifactError, InputError, NotRunnableError
+from tvm_snn.importers import InputSpec
+from tvm_snn.target import runs_on_host, target_arch
+from tvm_snn.toolchain import fcompile_for
+
+MANIFEST_SUFFIX = ".manifest.json"
+MANIFEST_FORMAT = "tvm-snn-artifact"
+MANIFEST_VERSION = 1
+_HASH_CHUNK = 1 << 20
+
+
+def manifest_path(path):
+    """Return the manifest path that belongs to artifact ``path``."""
+    return os.fspath(path) + MANIFEST_SUFFIX
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _to_numpy(value):
+    if isinstance(value, tvm.runtime.Tensor):
+        return value.numpy()
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "Array":
+        return tuple(_to_numpy(item) for item in value)
+    raise TypeError(f"unexpected VM output of type {type(value).__name__}")
+
+
+class CompiledModel:
+    """A model compiled by :func:`tvm_snn.compile` or reloaded by :func:`load`.
+
+    Parameters
+    ----------
+    module : tvm.runtime.Module or relax.VMExecutable
+        The compiled code.
+    target : dict
+        The target's JSON form.
+    inputs : list of InputSpec
+        The input signature.
+    layers : list of LayerReport
+        What the SNN passes decided, one entry per conv.
+    """
+
+    def __init__(self, module, target, inputs, layers):
+        self._module = module
+        self.target = dict(target)
+        self.inputs = list(inputs)
+        self.snn_layers = list(layers)
+        self._vm = None
+
+    @property
+    def arch(self):
+        """The target architecture: ``"x86_64"``, ``"aarch64"`` or ``"armv7"``."""
+        return target_arch(self.target)
+
+    def _machine(self):
+        if not runs_on_host(self.target):
+            raise NotRunnableError(
+                f"this model is compiled for {self.arch} and cannot run on this machine; "
+                "export_library() it and run it on the device"
+            )
+        if self._vm is None:
+            self._vm = relax.VirtualMachine(self._module, tvm.cpu())
+        return self._vm
+
+    def _check(self, args):
+        if len(args) == 1 and isinstance(args[0], dict):
+            given = args[0]
+            missing = [spec.name for spec in self.inputs if spec.name not in given]
+            extra = sorted(set(given) - {spec.name for spec in self.inputs})
+            if missing or extra:
+                raise InputError(f"inputs by name: missing {missing}, unexpected {extra}")
+            args = [given[spec.name] for spec in self.inputs]
+        if len(args) != len(self.inputs):
+            names = [spec.name for spec in self.inputs]
+            raise InputError(f"the model takes {len(self.inputs)} input(s) {names}, got {len(args)}")
+        arrays = []
+        for spec, value in zip(self.inputs, args, strict=True):
+            array = np.asarray(value)
+            if array.dtype != np.dtype(spec.dtype):
+                raise InputError(
+                    f"input {spec.name!r} must be {spec.dtype}, got {array.dtype}; cast it with .astype({spec.dtype!r})"
+                )
+            if array.shape != spec.shape:
+                raise InputError(f"input {spec.name!r} must have shape {spec.shape}, got {array.shape}")
+            arrays.append(np.ascontiguousarray(array))
+        return arrays
+
+    def __call__(self, *args):
+        """Run the model: NumPy arrays in (positional, or one dict by name), NumPy out.
+
+        Returns
+        -------
+        numpy.ndarray or tuple of numpy.ndarray
+            One array, or a tuple when the model has several outputs.
+
+        Raises
+        ------
+        InputError
+            Wrong number, shape or dtype of inputs.
+        NotRunnableError
+            The model was compiled for another architecture.
+        """
+        arrays = self._check(args)
+        machine = self._machine()
+        out = machine["main"](*[tvm.runtime.tensor(array) for array in arrays])
+        return _to_numpy(out)
+
+    def random_inputs(self, seed=0):
+        """Return random inputs that match the signature (standard normal floats)."""
+        rng = np.random.default_rng(seed)
+        arrays = []
+        for spec in self.inputs:
+            if np.issubdtype(np.dtype(spec.dtype), np.floating):
+                arrays.append(rng.standard_normal(spec.shape).astype(spec.dtype))
+            else:
+                arrays.append(np.zeros(spec.shape, dtype=spec.dtype))
+        return arrays
+
+    def benchmark(self, inputs=None, repeat=20, warmup=3):
+        """Time the model on this machine.
+
+        Parameters
+        ----------
+        inputs : list of numpy.ndarray, optional
+            Defaults to :meth:`random_inputs`.
+        repeat : int
+            Number of timed runs.
+        warmup : int
+            Untimed runs first.
+
+        Returns
+        -------
+        dict
+            ``median_ms``, ``mean_ms``, ``std_ms``, ``min_ms`` and ``repeat``.
+        """
+        arrays = self._check(inputs if inputs is not None else self.random_inputs())
+        machine = self._machine()
+        tensors = [tvm.runtime.tensor(array) for array in arrays]
+        main = machine["main"]
+        for _ in range(warmup):
+            main(*tensors)
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            main(*tensors)
+            times.append((time.perf_counter() - start) * 1e3)
+        return {
+            "median_ms": statistics.median(times),
+            "mean_ms": statistics.fmean(times),
+            "std_ms": statistics.pstdev(times),
+            "min_ms": min(times),
+            "repeat": repeat,
+        }
+
+    def report(self):
+        """Return the compile report: target, inputs and the per-conv table."""
+        lines = [f"target: {json.dumps(self.target)}"]
+        lines += [f"input {spec.name}: {spec.dtype}{list(spec.shape)}" for spec in self.inputs]
+        lines.append(format_table(self.snn_layers))
+        return "\n".join(lines)
+
+    def export_library(self, path):
+        """Write the artifact (a shared library for the target) and its manifest.
+
+        Cross targets are linked with Debian's cross gcc.
+
+        Raises
+        ------
+        ToolchainError
+            When the cross compiler for the target is missing.
+        """
+        path = os.fspath(path)
+        fcompile = fcompile_for(self.arch)
+        if fcompile is None:
+            self._module.export_library(path)
+        else:
+            self._module.export_library(path, fcompile=fcompile)
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "version": MANIFEST_VERSION,
+            "target": self.target,
+            "arch": self.arch,
+            "inputs": [spec.to_json() for spec in self.inputs],
+            "layers": [layer.to_json() for layer in self.snn_layers],
+            "sha256": _sha256(path),
+            "tvm_version": tvm.__version__,
+        }
+        with open(manifest_path(path), "w") as handle:
+            json.dump(manifest, handle, indent=2)
+        return path
+
+
+def read_manifest(path):
+    """Read and validate the manifest of artifact ``path``.
+
+    Raises
+    ------
+    ArtifactError
+        Missing or unreadable manifest, wrong format, or a library whose
+        sha256 differs from the one recorded.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ArtifactError(f"artifact not found: {path}")
+    mpath = manifest_path(path)
+    try:
+        with open(mpath) as handle:
+            manifest = json.load(handle)
+    except FileNotFoundError:
+        raise ArtifactError(f"manifest not found beside the artifact: {mpath}") from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise ArtifactError(f"manifest {mpath} is not valid JSON: {err}") from None
+    required = ("format", "version", "target", "inputs", "layers", "sha256")
+    missing = [key for key in required if key not in manifest] if isinstance(manifest, dict) else list(required)
+    if missing or manifest.get("format") != MANIFEST_FORMAT:
+        raise ArtifactError(f"manifest {mpath} is not a tvm-snn manifest (missing {missing})")
+    if manifest["version"] != MANIFEST_VERSION:
+        raise ArtifactError(f"manifest {mpath} has version {manifest['version']}, expected {MANIFEST_VERSION}")
+    actual = _sha256(path)
+    if actual != manifest["sha256"]:
+        raise ArtifactError(
+            f"artifact {path} does not match its manifest: sha256 {actual} != recorded {manifest['sha256']}"
+        )
+    return manifest
+
+
+def load(path):
+    """Load an artifact written by :meth:`CompiledModel.export_library`.
+
+    Returns
+    -------
+    CompiledModel
+
+    Raises
+    ------
+    ArtifactError
+        See :func:`read_manifest`; also when TVM cannot load the library.
+    NotRunnableError
+        The artifact was built for another architecture.
+    """
+    manifest = read_manifest(path)
+    target = manifest["target"]
+    if not runs_on_host(target):
+        raise NotRunnableError(
+            f"artifact {os.fspath(path)} is built for {target_arch(target)}; load it on that device"
+        )
+    try:
+        module = tvm.runtime.load_module(os.fspath(path))
+    except Exception as err:  # TVM raises a plain error for a bad library
+        raise ArtifactError(f"TVM cannot load {os.fspath(path)}: {err}") from err
+    inputs = [InputSpec.from_json(item) for item in manifest["inputs"]]
+    layers = [LayerReport.from_json(item) for item in manifest["layers"]]
+    return CompiledModel(module, target, inputs, layers)

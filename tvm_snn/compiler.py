@@ -1,0 +1,47 @@
+"""``tvm_snn.compile``: import, run the SNN pipeline, build."""
+
+import tvm
+
+from relay_passes.pipeline import build_pipeline
+from tvm_snn.compiled import CompiledModel
+from tvm_snn.errors import CompileError
+from tvm_snn.importers import input_specs, to_relax
+from tvm_snn.target import parse_target, target_spec
+
+
+def compile(model, target="x86", example_inputs=None, tuning_db=None):  # noqa: A001
+    """Compile a model for a CPU target.
+
+    Parameters
+    ----------
+    model : torch.nn.Module, torch.export.ExportedProgram, onnx.ModelProto, str or tvm.IRModule
+        The model; a string or path names an ``.onnx`` file.
+    target : str, dict or tvm.target.Target
+        A preset (``"x86"``, ``"aarch64"``, ``"pynq"``), a TVM CLI target
+        string, a JSON dict or a ``Target``.
+    example_inputs : tensor, array or tuple of them, optional
+        Required for a ``torch.nn.Module``.
+    tuning_db : str, optional
+        A MetaSchedule database directory. Not supported yet: passing one
+        raises rather than being ignored.
+
+    Returns
+    -------
+    CompiledModel
+
+    Raises
+    ------
+    TargetError, ModelImportError, UnsupportedOpError, CompileError
+    """
+    if tuning_db is not None:
+        raise CompileError("tuning_db is not supported yet: MetaSchedule tuning lands with the tuning issue")
+    spec = target_spec(target)
+    tvm_target = parse_target(spec)
+    mod = to_relax(model, example_inputs)
+    inputs = input_specs(mod)
+    layers = []
+    try:
+        executable = tvm.compile(mod, target=tvm_target, relax_pipeline=build_pipeline(tvm_target, layers))
+    except Exception as err:  # TVM raises InternalError/TVMError/ValueError here
+        raise CompileError(f"TVM failed to build the model for {spec}: {err}") from err
+    return CompiledModel(executable, spec, inputs, layers)
