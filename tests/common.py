@@ -7,3 +7,7 @@ FLOAT_ATOL = 1e-4
 # fp32 reference forward vs a dense float conv (different summation order).
 REF_RTOL = 1e-5
 REF_ATOL = 1e-4
+
+# Hypothesis budget of the training-frontend tests (tests/test_train), kept small
+# so the suite runs in about a minute on two cores.
+TRAIN_MAX_EXAMPLES = 20

@@ -1,0 +1,54 @@
+"""The tvm-snn command line, run in-process and once as the installed script."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+from tvm_snn import cli
+
+from onnx_models import plain_cnn
+
+
+@pytest.fixture(scope="module")
+def onnx_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "model.onnx"
+    onnx.save(plain_cnn(), path)
+    return path
+
+
+def test_compile_run_bench(onnx_path, tmp_path, capsys):
+    artifact = tmp_path / "model.so"
+    assert cli.main(["compile", str(onnx_path), "--target", "llvm -mcpu=skylake-avx512", "-o", str(artifact)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    x = np.random.default_rng(0).standard_normal((1, 4, 12, 12)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "y.npy"
+    assert cli.main(["run", str(artifact), "--input", str(tmp_path / "x.npy"), "-o", str(out)]) == 0
+    import tvm_snn
+
+    np.testing.assert_array_equal(np.load(out), tvm_snn.load(artifact)(x))
+    capsys.readouterr()
+    assert cli.main(["bench", str(artifact), "--repeat", "3"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["repeat"] == 3 and stats["median_ms"] > 0
+
+
+def test_user_errors_exit_2_with_the_error_name(onnx_path, tmp_path, capsys):
+    code = cli.main(["compile", str(onnx_path), "--target", "llvm -nope=1", "-o", str(tmp_path / "m.so")])
+    assert code == cli.EXIT_USER_ERROR
+    assert "TargetError" in capsys.readouterr().err
+    assert cli.main(["run", str(tmp_path / "absent.so")]) == cli.EXIT_USER_ERROR
+    assert "ArtifactError" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [[], ["compile"], ["run"], ["bench"]])
+def test_help(command):
+    result = subprocess.run(
+        [sys.executable, "-m", "tvm_snn.cli", *command, "--help"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0
+    assert "usage: tvm-snn" in result.stdout
