@@ -5,17 +5,17 @@ An artifact is a shared library plus a JSON manifest beside it
 layer report and the library's sha256. :func:`load` checks all of them.
 """
 
+import contextlib
 import hashlib
 import json
 import os
-import statistics
-import time
-
+import sys
 import numpy as np
 import tvm
 from tvm import relax
 
 from relay_passes.report import LayerReport, format_table
+from tvm_snn.benchmarking import time_interleaved
 from tvm_snn.errors import ArtifactError, InputError, NotRunnableError
 from tvm_snn.importers import InputSpec
 from tvm_snn.target import runs_on_host, target_arch
@@ -25,11 +25,27 @@ MANIFEST_SUFFIX = ".manifest.json"
 MANIFEST_FORMAT = "tvm-snn-artifact"
 MANIFEST_VERSION = 1
 _HASH_CHUNK = 1 << 20
+STDERR_FD = 2
 
 
 def manifest_path(path):
     """Return the manifest path that belongs to artifact ``path``."""
     return os.fspath(path) + MANIFEST_SUFFIX
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Silence C++ stderr for a call: TVM 0.27 logs a warning per memory scope on save/load."""
+    sys.stderr.flush()
+    saved = os.dup(STDERR_FD)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, STDERR_FD)
+        yield
+    finally:
+        os.dup2(saved, STDERR_FD)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _sha256(path):
@@ -160,20 +176,7 @@ class CompiledModel:
         machine = self._machine()
         tensors = [tvm.runtime.tensor(array) for array in arrays]
         main = machine["main"]
-        for _ in range(warmup):
-            main(*tensors)
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            main(*tensors)
-            times.append((time.perf_counter() - start) * 1e3)
-        return {
-            "median_ms": statistics.median(times),
-            "mean_ms": statistics.fmean(times),
-            "std_ms": statistics.pstdev(times),
-            "min_ms": min(times),
-            "repeat": repeat,
-        }
+        return time_interleaved({"model": lambda: main(*tensors)}, repeat, warmup)["model"]
 
     def report(self):
         """Return the compile report: target, inputs and the per-conv table."""
@@ -194,10 +197,11 @@ class CompiledModel:
         """
         path = os.fspath(path)
         fcompile = fcompile_for(self.arch)
-        if fcompile is None:
-            self._module.export_library(path)
-        else:
-            self._module.export_library(path, fcompile=fcompile)
+        with _native_stderr_silenced():
+            if fcompile is None:
+                self._module.export_library(path)
+            else:
+                self._module.export_library(path, fcompile=fcompile)
         manifest = {
             "format": MANIFEST_FORMAT,
             "version": MANIFEST_VERSION,
@@ -268,7 +272,8 @@ def load(path):
             f"artifact {os.fspath(path)} is built for {target_arch(target)}; load it on that device"
         )
     try:
-        module = tvm.runtime.load_module(os.fspath(path))
+        with _native_stderr_silenced():
+            module = tvm.runtime.load_module(os.fspath(path))
     except Exception as err:  # TVM raises a plain error for a bad library
         raise ArtifactError(f"TVM cannot load {os.fspath(path)}: {err}") from err
     inputs = [InputSpec.from_json(item) for item in manifest["inputs"]]

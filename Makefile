@@ -1,0 +1,28 @@
+# The README's quick start: `make demo` and `make test`, from a fresh clone with python3.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint clean
+
+# Set-up: the venv, torch from the CPU wheel on this disk (pinned), the project
+# with its test extras, and the Debian cross toolchains when missing.
+$(STAMP): setup.cfg pyproject.toml tools/install_toolchains.sh
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[test]"
+	tools/install_toolchains.sh
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m tvm_snn.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow and not tuning and not rpc and not fpga"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) out .pytest_cache
