@@ -11,3 +11,6 @@ REF_ATOL = 1e-4
 # Hypothesis budget of the training-frontend tests (tests/test_train), kept small
 # so the suite runs in about a minute on two cores.
 TRAIN_MAX_EXAMPLES = 20
+
+# Hypothesis budget of the sub-bit format and reference tests (tests/test_schedules).
+SCHEDULES_MAX_EXAMPLES = 40
