@@ -201,4 +201,6 @@ padding_mode, device, dtype
 
     def forward(self, x):
         """Convolve the (binarized) input with the projected weight."""
-        return self._conv_forward(self.input_quantizer(x), self.weight_quantizer(self.weight), self.bias)
+        return self._conv_forward(
+            self.input_quantizer(x), self.weight_quantizer(self.weight), self.bias
+        )

@@ -58,9 +58,14 @@ class ResNet(nn.Module):
         check_int("num_classes", num_classes, minimum=1, where="resnet")
         width = STAGE_WIDTHS[0]
         if stem == "imagenet":
-            self.conv1 = nn.Conv2d(in_channels, width, IMAGENET_STEM_KERNEL,
-                                   stride=IMAGENET_STEM_STRIDE,
-                                   padding=IMAGENET_STEM_KERNEL // 2, bias=False)
+            self.conv1 = nn.Conv2d(
+                in_channels,
+                width,
+                IMAGENET_STEM_KERNEL,
+                stride=IMAGENET_STEM_STRIDE,
+                padding=IMAGENET_STEM_KERNEL // 2,
+                bias=False,
+            )
             pool = nn.MaxPool2d(POOL_KERNEL, stride=POOL_STRIDE, padding=POOL_KERNEL // 2)
         else:
             self.conv1 = _conv3x3(in_channels, width)

@@ -232,7 +232,7 @@ def _convert_snn_conv2d(layer):
         dtype=layer.weight.dtype,
     )
     with torch.no_grad():
-        conv.weight.copy_(layer.effective_weight())
+        conv.weight.copy_(layer.weight_quantizer.compose(parts, layer.weight.shape))
         if layer.bias is not None:
             conv.bias.copy_(layer.bias)
     kh, kw = layer.kernel_size

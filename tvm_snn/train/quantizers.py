@@ -31,6 +31,7 @@ from torch import nn
 
 from tvm_snn.errors import ConfigError
 from tvm_snn.train.subset import (
+    SEED_BITS,
     UNIT_1X1,
     all_kernels,
     derive_seed,
@@ -251,7 +252,7 @@ class SubsetWeightQuantizer(nn.Module):
         where="",
     ):
         super().__init__()
-        out_channels, in_per_group = weight.shape[:2]
+        in_per_group = weight.shape[1]
         self.unit = unit_size(weight.shape[2:])
         if self.unit == UNIT_1X1 and in_per_group % UNIT_1X1:
             raise ConfigError(
@@ -265,7 +266,7 @@ class SubsetWeightQuantizer(nn.Module):
         check_bool("refine", refine, where)
         check_int("refine_period", refine_period, minimum=1, where=where)
         check_choice("sampling", sampling, SAMPLING_METHODS, where)
-        check_int("seed", seed, minimum=0, where=where)
+        check_int("seed", seed, minimum=0, maximum=(1 << SEED_BITS) - 1, where=where)
         self.tau = tau
         self.full = tau == self.unit
         self.estimator = estimator
@@ -419,12 +420,15 @@ class SubsetWeightQuantizer(nn.Module):
             indices = self._assign(units, codebook).reshape(weight.shape[0], -1)
         return QuantizedWeight(alpha, codebook, indices)
 
-    def effective_weight(self, weight):
-        """Return ``alpha[o] * codebook[idx]`` (detached), computed exactly as ``forward``."""
-        parts = self.quantize(weight)
+    def compose(self, parts, shape):
+        """Return ``alpha[o] * codebook[idx]`` shaped as ``shape``, computed exactly as ``forward``."""
         with torch.no_grad():
             binary = parts.codebook[parts.indices.reshape(-1)]
-            return self._scale(binary, parts.alpha, weight.shape)
+            return self._scale(binary, parts.alpha, shape)
+
+    def effective_weight(self, weight):
+        """Return the projected weight ``alpha[o] * codebook[idx]`` (detached)."""
+        return self.compose(self.quantize(weight), weight.shape)
 
     def extra_repr(self):
         return (

@@ -162,18 +162,44 @@ def _conv_row(name, conv, output, tau, unit):
     weights = conv.weight.numel()
     kernel = f"{kh}x{kw}"
     if tau is None:
-        return LayerSummary(name, "float", kernel, None, FLOAT_BITS, weights,
-                            weights * FLOAT_BITS / BITS_PER_MBIT, (height, width),
-                            None, None, None, False)
+        return LayerSummary(
+            name,
+            "float",
+            kernel,
+            None,
+            FLOAT_BITS,
+            weights,
+            weights * FLOAT_BITS / BITS_PER_MBIT,
+            (height, width),
+            None,
+            None,
+            None,
+            False,
+        )
     positions = height * width
     in_per_group = conv.in_channels // conv.groups
     bnn = positions * conv.out_channels * in_per_group * kh * kw
     units_in = conv.in_channels * kh * kw // unit
     units_out = in_per_group * kh * kw // unit
-    snn = positions * units_in * (1 << tau) * unit + GATHER_ADD_COST * positions * conv.out_channels * units_out
+    snn = (
+        positions * units_in * (1 << tau) * unit
+        + GATHER_ADD_COST * positions * conv.out_channels * units_out
+    )
     bits = tau / unit
-    return LayerSummary(name, "snn", kernel, tau, bits, weights, weights * bits / BITS_PER_MBIT,
-                        (height, width), bnn, snn, min(bnn, snn), True)
+    return LayerSummary(
+        name,
+        "snn",
+        kernel,
+        tau,
+        bits,
+        weights,
+        weights * bits / BITS_PER_MBIT,
+        (height, width),
+        bnn,
+        snn,
+        min(bnn, snn),
+        True,
+    )
 
 
 def _snn_conv_row(name, layer, output):
@@ -189,8 +215,20 @@ def _float_conv_row(name, conv, output):
 
 def _linear_row(name, linear, output):
     weights = linear.weight.numel()
-    return LayerSummary(name, "float", "linear", None, FLOAT_BITS, weights,
-                        weights * FLOAT_BITS / BITS_PER_MBIT, (1, 1), None, None, None, False)
+    return LayerSummary(
+        name,
+        "float",
+        "linear",
+        None,
+        FLOAT_BITS,
+        weights,
+        weights * FLOAT_BITS / BITS_PER_MBIT,
+        (1, 1),
+        None,
+        None,
+        None,
+        False,
+    )
 
 
 ROW_REGISTRY = {SNNConv2d: _snn_conv_row, nn.Conv2d: _float_conv_row, nn.Linear: _linear_row}

@@ -36,8 +36,8 @@ def check_choice(field, value, choices, where=""):
         raise ConfigError(f"{_where(where)}{field}={value!r} is not one of {choices}")
 
 
-def check_int(field, value, minimum=None, where=""):
-    """Check that ``value`` is an int (not a bool), optionally ``>= minimum``.
+def check_int(field, value, minimum=None, maximum=None, where=""):
+    """Check that ``value`` is an int (not a bool), optionally within ``[minimum, maximum]``.
 
     Raises
     ------
@@ -48,6 +48,8 @@ def check_int(field, value, minimum=None, where=""):
         raise ConfigError(f"{_where(where)}{field}={value!r} must be an int")
     if minimum is not None and value < minimum:
         raise ConfigError(f"{_where(where)}{field}={value} must be >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{_where(where)}{field}={value} must be <= {maximum}")
 
 
 def check_bool(field, value, where=""):
