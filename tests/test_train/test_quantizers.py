@@ -111,6 +111,7 @@ def test_weight_ede_gradient_follows_irnet_formula():
 
 
 def test_irnet_balance_and_standardize_center_and_scale_each_channel():
+    torch.manual_seed(0)  # fixed weights: float32 cancellation of the +5 offset is near atol
     layer = SNNConv2d(8, 4, 3, ir_net_balance=True, ir_net_standardize=True)
     processed = layer.weight_quantizer.preprocess(layer.weight.detach() + 5.0)
     torch.testing.assert_close(processed.mean(dim=(1, 2, 3)), torch.zeros(4), rtol=0, atol=1e-5)
