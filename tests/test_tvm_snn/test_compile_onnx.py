@@ -55,7 +55,8 @@ def test_inputs_by_name_and_report():
     np.testing.assert_array_equal(cm({cm.inputs[0].name: x}), cm(x))
     report = cm.report()
     assert "input input: float32[1, 4, 12, 12]" in report
-    assert "0 conv(s), 0 lowered" in report
-    assert cm.snn_layers == []
+    assert "2 conv(s), 0 lowered" in report
+    assert [layer.lowered for layer in cm.snn_layers] == [False, False]
+    assert all(layer.reason.startswith("not binary") for layer in cm.snn_layers)
     stats = cm.benchmark(repeat=3, warmup=1)
     assert stats["repeat"] == 3 and 0 < stats["min_ms"] <= stats["median_ms"]

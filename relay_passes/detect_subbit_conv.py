@@ -1,0 +1,124 @@
+"""DetectSubBitConv: find sub-bit convs and wrap each chosen one in a composite function.
+
+Pipeline position: first, on the imported Relax graph, before
+:mod:`relay_passes.lower_subbit_conv` and before TVM's default pipeline
+(legalization would turn the convs into TIR and hide them).
+
+Every ``relax.nn.conv2d`` gets a :class:`~relay_passes.report.LayerReport`
+(appended to the list the pass is given). Each conv the analysis chooses to
+lower is replaced by a call to a private Relax function that holds the conv
+with its constant weight, in the style of ``FuseOpsByPattern``::
+
+    @R.function(private=True)
+    def tvm_snn_subbit_conv2d(data):
+        R.func_attr({"Composite": "tvm_snn.subbit_conv2d", "tvm_snn.tau": 5,
+                     "tvm_snn.activation": "float", "tvm_snn.layer": "lv3"})
+        return R.nn.conv2d(data, W, ...)
+
+The composite keeps the graph runnable as it is; the lowering pass (or an
+offload target) replaces it.
+"""
+
+import tvm
+from tvm import relax
+
+from relay_passes.subbit_analysis import CONV_OP, LoweringPolicy, analyze_conv
+
+COMPOSITE_NAME = "tvm_snn.subbit_conv2d"
+COMPOSITE_FUNC_NAME = "tvm_snn_subbit_conv2d"
+ATTR_COMPOSITE = "Composite"
+ATTR_TAU = "tvm_snn.tau"
+ATTR_ACTIVATION = "tvm_snn.activation"
+ATTR_LAYER = "tvm_snn.layer"
+
+
+def is_conv(expr):
+    """Whether ``expr`` is a ``relax.nn.conv2d`` call."""
+    return isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name == CONV_OP
+
+
+def is_subbit_composite(func):
+    """Whether ``func`` is a composite made by this pass."""
+    return (
+        isinstance(func, relax.Function)
+        and func.attrs is not None
+        and ATTR_COMPOSITE in func.attrs
+        and str(func.attrs[ATTR_COMPOSITE]) == COMPOSITE_NAME
+    )
+
+
+def _make_composite(call, analysis):
+    """Build the private function ``data -> conv2d(data, W)`` with the SNN attributes."""
+    data = relax.Var("data", call.args[0].ty)
+    builder = relax.BlockBuilder()
+    attrs = {
+        ATTR_COMPOSITE: COMPOSITE_NAME,
+        ATTR_TAU: analysis.report.tau,
+        ATTR_ACTIVATION: analysis.report.activation,
+        ATTR_LAYER: analysis.report.name,
+    }
+    with builder.function(COMPOSITE_FUNC_NAME, [data], attrs=attrs, private=True):
+        with builder.dataflow():
+            out = builder.emit_output(relax.Call(call.op, [data, call.args[1]], call.attrs))
+        builder.emit_func_output(out)
+    return builder.get()[COMPOSITE_FUNC_NAME]
+
+
+@relax.expr_functor.mutator
+class _Detector(relax.PyExprMutator):
+    def __init__(self, mod, decisions):
+        super().__init__(mod)
+        self.decisions = decisions
+
+    def visit_var_binding_(self, binding):
+        analysis = self.decisions.get(binding.var)
+        if analysis is None or not analysis.report.lowered:
+            super().visit_var_binding_(binding)
+            return
+        call = binding.value
+        gv = self.builder_.add_func(_make_composite(call, analysis), COMPOSITE_FUNC_NAME)
+        new_call = relax.Call(gv, [self.visit_expr(call.args[0])])
+        self.set_var_remap(binding.var, self.builder_.emit(new_call, name_hint=str(binding.var.name)))
+
+
+def _analyze_function(func, policy, layers):
+    """Analyze every conv binding of ``func``; return {bound var: ConvAnalysis}."""
+    var2val = relax.analysis.get_var2val(func)
+    decisions = {}
+    for block in func.body.blocks:
+        for binding in block.bindings:
+            if isinstance(binding, relax.VarBinding) and is_conv(binding.value):
+                name = f"conv{len(layers)}:{binding.var.name}"
+                analysis = analyze_conv(name, binding.value, var2val, policy)
+                decisions[binding.var] = analysis
+                layers.append(analysis.report)
+    return decisions
+
+
+@tvm.transform.module_pass(opt_level=0, name="tvm_snn.DetectSubBitConv")
+class DetectSubBitConv:
+    """Detect sub-bit convs; wrap the ones worth lowering in composite functions.
+
+    Parameters
+    ----------
+    layers : list, optional
+        Receives one ``LayerReport`` per conv, in graph order.
+    policy : LoweringPolicy, optional
+        Tau caps and the profitability threshold.
+    """
+
+    def __init__(self, layers=None, policy=None):
+        self.layers = layers if layers is not None else []
+        self.policy = policy or LoweringPolicy()
+
+    def transform_module(self, mod, _ctx):
+        for gv, func in list(mod.functions_items()):
+            if not isinstance(func, relax.Function) or is_subbit_composite(func):
+                continue
+            decisions = _analyze_function(func, self.policy, self.layers)
+            if not any(a.report.lowered for a in decisions.values()):
+                continue
+            detector = _Detector(mod, decisions)
+            detector.builder_.update_func(gv, detector.visit_expr(func))
+            mod = detector.builder_.get()
+        return mod

@@ -1,0 +1,80 @@
+"""LowerSubBitConv: replace each sub-bit composite with a ``call_tir`` to its kernel.
+
+Pipeline position: right after :mod:`relay_passes.detect_subbit_conv`, before
+TVM's default pipeline. For each call to a ``tvm_snn.subbit_conv2d``
+composite, the conv's weight is converted to the sub-bit format once more
+(from the weight alone, at the tau the detector recorded), the TensorIR kernel
+from :mod:`schedules.subbit_tir` is added to the module, and the call
+becomes::
+
+    R.call_tir(snn_conv2d, (data, packed_indices, codebook, alpha), out_ty)
+
+The packed tau-bit indices and the codebook are the constants from then on;
+the dense weight is dropped with the composite, so the artifact stays small.
+"""
+
+import tvm
+from tvm import relax
+
+from relay_passes.detect_subbit_conv import ATTR_ACTIVATION, ATTR_TAU, is_conv, is_subbit_composite
+from schedules.subbit import SubBitConv
+from schedules.subbit_tir import FLOAT_DTYPE, build_kernel
+
+KERNEL_FUNC_NAME = "snn_conv2d"
+
+
+def _ints(values):
+    return tuple(int(v) for v in values)
+
+
+def composite_conv(func):
+    """Return the ``SubBitConv`` that a composite function computes."""
+    convs = []
+    relax.analysis.post_order_visit(func.body, lambda e: convs.append(e) if is_conv(e) else None)
+    (call,) = convs
+    attrs = call.attrs
+    return SubBitConv.from_dense(
+        call.args[1].value.numpy(),
+        stride=_ints(attrs.strides),
+        padding=_ints(attrs.padding),
+        dilation=_ints(attrs.dilation),
+        activation=str(func.attrs[ATTR_ACTIVATION]),
+        tau=int(func.attrs[ATTR_TAU]),
+    )
+
+
+@relax.expr_functor.mutator
+class _Lowerer(relax.PyExprMutator):
+    def __init__(self, mod, composites):
+        super().__init__(mod)
+        self.composites = composites  # GlobalVar name -> SubBitConv
+
+    def visit_call_(self, call):
+        call = super().visit_call_(call)
+        if not isinstance(call.op, tvm.ir.GlobalVar) or call.op.name_hint not in self.composites:
+            return call
+        conv = self.composites[call.op.name_hint]
+        data = call.args[0]
+        kernel = build_kernel(conv, _ints(data.ty.shape.values))
+        gv = self.builder_.add_func(kernel.func.without_attr("global_symbol"), KERNEL_FUNC_NAME)
+        consts = [relax.const(array) for array in kernel.constants]
+        return relax.call_tir(gv, [data, *consts], relax.TensorType(kernel.out_shape, FLOAT_DTYPE))
+
+
+@tvm.transform.module_pass(opt_level=0, name="tvm_snn.LowerSubBitConv")
+class LowerSubBitConv:
+    """Lower every ``tvm_snn.subbit_conv2d`` composite call to the sub-bit kernel."""
+
+    def transform_module(self, mod, _ctx):
+        composites = {gv.name_hint: composite_conv(f) for gv, f in mod.functions_items() if is_subbit_composite(f)}
+        if not composites:
+            return mod
+        lowerer = _Lowerer(mod, composites)
+        for gv, func in list(mod.functions_items()):
+            if isinstance(func, relax.Function) and not is_subbit_composite(func):
+                lowerer.builder_.update_func(gv, lowerer.visit_expr(func))
+        lowered = lowerer.builder_.get()
+        return tvm.IRModule(
+            {gv: f for gv, f in lowered.functions_items() if gv.name_hint not in composites},
+            attrs=lowered.attrs,
+        )

@@ -1,0 +1,172 @@
+"""Per-conv analysis: is a Relax ``conv2d`` a sub-bit conv, and is lowering it worth it?
+
+Used by :mod:`relay_passes.detect_subbit_conv`. The sub-bit structure is
+recovered from the weights alone (``SubBitConv.from_dense``), so it works on
+any imported model, including ones whose exporter folded batch norm into the
+conv (signed per-channel alpha).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from relay_passes.report import LayerReport
+from schedules.subbit import KERNEL_1X1, KERNEL_3X3, UNIT_1X1, UNIT_3X3, SubBitConv
+from tvm_snn.errors import FormatError
+
+CONV_OP = "relax.nn.conv2d"
+SIGN_OP = "relax.sign"
+FLOAT_BITS = 32
+# Largest tau we lower: 9 bits (3x3) or 8 bits (1x1) is the full set, i.e. a BNN.
+DEFAULT_MAX_TAU_3X3 = 8
+DEFAULT_MAX_TAU_1X1 = 7
+# Lower when the SNN op count is at most this fraction of the dense conv's.
+DEFAULT_PROFIT_RATIO = 1.0
+# At most this fraction of distinct magnitudes marks a structured (not float) tensor.
+REPEATED_MAGNITUDE_FRACTION = 0.5
+
+REASON_NOT_CONST = "weight is not a constant"
+REASON_SHAPE = "unsupported shape"
+REASON_FLOAT = "not binary: weights are not +-alpha per output channel"
+REASON_SCALE = "scale not per-channel: +-1 weights under a per-unit or per-element scale"
+REASON_PATTERNS = "too many patterns"
+REASON_UNPROFITABLE = "unprofitable"
+
+
+@dataclass(frozen=True)
+class LoweringPolicy:
+    """What the detector may lower.
+
+    Attributes
+    ----------
+    max_tau_3x3, max_tau_1x1 : int
+        Caps on tau; a conv that needs more bits stays dense.
+    profit_ratio : float
+        Lower when ``snn_ops <= profit_ratio * dense_ops``.
+    """
+
+    max_tau_3x3: int = DEFAULT_MAX_TAU_3X3
+    max_tau_1x1: int = DEFAULT_MAX_TAU_1X1
+    profit_ratio: float = DEFAULT_PROFIT_RATIO
+
+
+@dataclass
+class ConvAnalysis:
+    """The report for one conv and, when it is sub-bit, its format."""
+
+    report: LayerReport
+    conv: SubBitConv | None = None
+
+
+def _ints(values):
+    return tuple(int(v) for v in values)
+
+
+def _shape(expr):
+    return _ints(expr.ty.shape.values)
+
+
+def op_ops(conv, out_hw):
+    """Per-image op counts ``(dense, snn)`` of a sub-bit conv at output size ``out_hw``.
+
+    Dense: one MAC per weight per output pixel. SNN: ``units * codewords *
+    unit`` adds for the responses plus ``out * units`` gather-adds.
+    """
+    pixels = out_hw[0] * out_hw[1]
+    dense = conv.out_channels * conv.in_channels * (UNIT_3X3 if conv.kernel_size == KERNEL_3X3 else 1)
+    snn = conv.num_units * conv.num_codewords * conv.unit_size + conv.out_channels * conv.num_units
+    return dense * pixels, snn * pixels
+
+
+def is_sign(expr, var2val):
+    """Whether ``expr`` is (bound to) ``sign(x)``."""
+    value = var2val.get(expr, expr) if isinstance(expr, relax.Var) else expr
+    return isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op) and value.op.name == SIGN_OP
+
+
+def _shape_problem(call, weight_shape):
+    attrs = call.attrs
+    if str(attrs.data_layout) != "NCHW" or str(attrs.kernel_layout) != "OIHW":
+        return f"layout {attrs.data_layout}/{attrs.kernel_layout}, need NCHW/OIHW"
+    if int(attrs.groups) != 1:
+        return f"groups={int(attrs.groups)}"
+    kernel = weight_shape[2:]
+    if kernel not in (KERNEL_3X3, KERNEL_1X1):
+        return f"kernel {kernel[0]}x{kernel[1]}"
+    if kernel == KERNEL_1X1 and weight_shape[1] % UNIT_1X1:
+        return f"1x1 with {weight_shape[1]} input channels, not a multiple of {UNIT_1X1}"
+    if str(call.args[0].ty.dtype) != "float32":
+        return f"input dtype {call.args[0].ty.dtype}"
+    return None
+
+
+def _not_binary_reason(weight):
+    """Tell float weights from +-1 weights under a scale that is not per channel.
+
+    Float weights have (nearly) all magnitudes distinct; a binary tensor under
+    a per-unit or per-element scale repeats each magnitude many times.
+    """
+    magnitudes = np.unique(np.abs(weight).astype(np.float32))
+    if len(magnitudes) <= weight.size * REPEATED_MAGNITUDE_FRACTION:
+        return REASON_SCALE
+    return REASON_FLOAT
+
+
+def analyze_conv(name, call, var2val, policy):
+    """Analyze one ``relax.nn.conv2d`` call.
+
+    Parameters
+    ----------
+    name : str
+        The layer's name in the report.
+    call : relax.Call
+        The conv2d call.
+    var2val : dict
+        Bindings of the function, to see whether the input is ``sign(x)``.
+    policy : LoweringPolicy
+
+    Returns
+    -------
+    ConvAnalysis
+        ``report.lowered`` says whether to lower; ``conv`` is set when the
+        weights have the sub-bit form.
+    """
+    weight_expr = call.args[1]
+    activation = "binary" if is_sign(call.args[0], var2val) else "float"
+    weight_shape = _shape(weight_expr)
+    kernel = weight_shape[2:]
+    label = f"{kernel[0]}x{kernel[1]}"
+    count = int(np.prod(weight_shape))
+
+    def dense(reason, tau=None):
+        return ConvAnalysis(LayerReport(name, label, tau, FLOAT_BITS, activation, False, reason, count))
+
+    if not isinstance(weight_expr, tvm.ir.GenericConst):
+        return dense(REASON_NOT_CONST)
+    problem = _shape_problem(call, weight_shape)
+    if problem:
+        return dense(f"{REASON_SHAPE}: {problem}")
+    weight = weight_expr.value.numpy()
+    attrs = call.attrs
+    try:
+        conv = SubBitConv.from_dense(
+            weight,
+            stride=_ints(attrs.strides),
+            padding=_ints(attrs.padding),
+            dilation=_ints(attrs.dilation),
+            activation=activation,
+        )
+    except FormatError:
+        return dense(_not_binary_reason(weight))
+    cap = policy.max_tau_3x3 if kernel == KERNEL_3X3 else policy.max_tau_1x1
+    if conv.tau > cap:
+        return dense(f"{REASON_PATTERNS}: {conv.num_codewords} patterns need tau={conv.tau} > {cap}", conv.tau)
+    out_hw = _shape(call)[2:]
+    dense_ops, snn_ops = op_ops(conv, out_hw)
+    report = LayerReport(name, label, conv.tau, conv.bits_per_weight, activation, True, "", count)
+    if snn_ops > policy.profit_ratio * dense_ops:
+        report.lowered = False
+        report.reason = f"{REASON_UNPROFITABLE}: {snn_ops / dense_ops:.2f}x the dense op count"
+    return ConvAnalysis(report, conv)
