@@ -1,0 +1,100 @@
+"""The TensorIR sub-bit kernel against the NumPy reference."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tvm
+from test_schedules.subbit_strategies import random_alpha, random_codebook
+
+from schedules.reference import accumulate_binary, binarize, conv2d_reference
+from schedules.subbit import KERNEL_1X1, KERNEL_3X3, UNIT_1X1, UNIT_3X3, SubBitConv
+from schedules.subbit_tir import build_kernel
+from tvm_snn.errors import FormatError
+
+TARGET = tvm.target.Target({"kind": "llvm"})
+# fp32 kernel vs the float64 reference: one rounding of a sum of up to C*9 terms.
+KERNEL_RTOL = 1e-5
+KERNEL_ATOL = 1e-4
+
+
+def make_conv(kernel, tau, in_channels, out_channels, seed, activation="float", bias=True, **geometry):
+    rng = np.random.default_rng(seed)
+    unit = UNIT_3X3 if kernel == KERNEL_3X3 else UNIT_1X1
+    units = in_channels if kernel == KERNEL_3X3 else in_channels // UNIT_1X1
+    codebook = random_codebook(rng, min(1 << tau, 1 << unit), unit, opposite_free=False)
+    return SubBitConv(
+        kernel_size=kernel,
+        tau=tau,
+        codebook=codebook,
+        indices=rng.integers(0, len(codebook), (out_channels, units)),
+        alpha=random_alpha(rng, out_channels, positive=False),
+        bias=rng.normal(size=out_channels).astype(np.float32) if bias else None,
+        activation=activation,
+        **geometry,
+    )
+
+
+def run_kernel(conv, x):
+    kernel = build_kernel(conv, x.shape)
+    lib = tvm.compile(kernel.func, target=TARGET)
+    out = tvm.runtime.tensor(np.zeros(kernel.out_shape, np.float32))
+    lib(tvm.runtime.tensor(x), *[tvm.runtime.tensor(c) for c in kernel.constants], out)
+    return out.numpy()
+
+
+def make_input(shape, seed, activation):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(np.float32)
+    if activation == "binary":
+        x[rng.random(shape) < 0.1] = 0.0  # sign(0) = 0 must stay 0
+        x = binarize(x).astype(np.float32)
+    return x
+
+
+CASES = [
+    # kernel, tau, C, O, HxW, geometry
+    (KERNEL_3X3, 5, 16, 32, (14, 14), {"padding": 1}),
+    (KERNEL_3X3, 1, 5, 7, (9, 11), {"padding": 1}),
+    (KERNEL_3X3, 8, 6, 9, (8, 8), {"padding": 1, "stride": 2}),
+    (KERNEL_3X3, 3, 4, 4, (10, 7), {"padding": (0, 1, 2, 1)}),
+    (KERNEL_3X3, 4, 3, 5, (11, 11), {"padding": 2, "dilation": 2}),
+    (KERNEL_3X3, 6, 17, 3, (5, 5), {}),
+    (KERNEL_3X3, 7, 33, 20, (7, 7), {"padding": 1, "stride": 2}),
+    (KERNEL_1X1, 5, 16, 12, (6, 6), {}),
+    (KERNEL_1X1, 2, 24, 5, (7, 9), {"stride": 2}),
+    (KERNEL_1X1, 7, 8, 3, (4, 4), {"padding": 1}),
+]
+
+
+@pytest.mark.parametrize("activation", ["float", "binary"])
+@pytest.mark.parametrize(("kernel", "tau", "cin", "cout", "hw", "geometry"), CASES)
+def test_kernel_matches_reference(kernel, tau, cin, cout, hw, geometry, activation):
+    conv = make_conv(kernel, tau, cin, cout, seed=tau + cin, activation=activation, **geometry)
+    x = make_input((2, cin, *hw), seed=cout, activation=activation)
+    np.testing.assert_allclose(run_kernel(conv, x), conv2d_reference(x, conv), rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
+
+
+@pytest.mark.parametrize(("kernel", "tau", "cin", "cout", "hw", "geometry"), CASES[::3])
+def test_binary_accumulator_is_bit_exact(kernel, tau, cin, cout, hw, geometry):
+    """With alpha = 1 and no bias, the float output is the int32 accumulator itself."""
+    conv = make_conv(kernel, tau, cin, cout, seed=tau, activation="binary", bias=False, **geometry)
+    unit_alpha = dataclasses.replace(conv, alpha=np.ones(cout, np.float32))
+    x = make_input((1, cin, *hw), seed=tau, activation="binary")
+    np.testing.assert_array_equal(run_kernel(unit_alpha, x), accumulate_binary(x, unit_alpha).astype(np.float32))
+
+
+def test_kernel_stores_packed_indices_not_dense_weights():
+    conv = make_conv(KERNEL_3X3, 5, 64, 64, seed=0, bias=False, padding=1)
+    kernel = build_kernel(conv, (1, 64, 8, 8))
+    packed, codebook, alpha = kernel.constants
+    assert packed.dtype == np.uint8 and packed.size == 64 * 64 * 5 // 8 + 1
+    assert codebook.shape == (32, 9) and alpha.shape == (64,)
+    dense_bytes = conv.to_dense().nbytes
+    assert sum(c.nbytes for c in kernel.constants) < dense_bytes / 40
+
+
+def test_wrong_input_channels():
+    conv = make_conv(KERNEL_3X3, 3, 4, 4, seed=0)
+    with pytest.raises(FormatError, match="input has 5 channels, the conv takes 4"):
+        build_kernel(conv, (1, 5, 8, 8))
