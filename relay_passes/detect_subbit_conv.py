@@ -78,7 +78,8 @@ class _Detector(relax.PyExprMutator):
         call = binding.value
         gv = self.builder_.add_func(_make_composite(call, analysis), COMPOSITE_FUNC_NAME)
         new_call = relax.Call(gv, [self.visit_expr(call.args[0])])
-        self.set_var_remap(binding.var, self.builder_.emit(new_call, name_hint=str(binding.var.name)))
+        emit = self.builder_.emit if isinstance(binding.var, relax.DataflowVar) else self.builder_.emit_output
+        self.set_var_remap(binding.var, emit(new_call, name_hint=str(binding.var.name)))
 
 
 def _analyze_function(func, policy, layers):

@@ -21,6 +21,10 @@ from schedules.subbit import SubBitConv
 from schedules.subbit_tir import FLOAT_DTYPE, build_kernel
 
 KERNEL_FUNC_NAME = "snn_conv2d"
+# Keep FuseOps from merging the scheduled kernel with its neighbours
+# (tvm.relax.transform.AnnotateTIROpPattern leaves an existing pattern alone).
+ATTR_OP_PATTERN = "op_pattern"
+OP_PATTERN_OPAQUE = 8
 
 
 def _ints(values):
@@ -56,7 +60,8 @@ class _Lowerer(relax.PyExprMutator):
         conv = self.composites[call.op.name_hint]
         data = call.args[0]
         kernel = build_kernel(conv, _ints(data.ty.shape.values))
-        gv = self.builder_.add_func(kernel.func.without_attr("global_symbol"), KERNEL_FUNC_NAME)
+        func = kernel.func.without_attr("global_symbol").with_attr(ATTR_OP_PATTERN, OP_PATTERN_OPAQUE)
+        gv = self.builder_.add_func(func, KERNEL_FUNC_NAME)
         consts = [relax.const(array) for array in kernel.constants]
         return relax.call_tir(gv, [data, *consts], relax.TensorType(kernel.out_shape, FLOAT_DTYPE))
 

@@ -3,6 +3,9 @@
 from dataclasses import asdict, dataclass
 
 BITS_PER_MBIT = 1e6
+BITS_PER_BYTE = 8
+BYTES_PER_KIB = 1024
+FLOAT_BYTES = 4
 
 
 @dataclass
@@ -27,6 +30,9 @@ class LayerReport:
         Why it was not lowered; empty when it was.
     weights : int
         Number of weights of the conv.
+    stored_bytes : int
+        Bytes of this conv's weight constants in the artifact: packed indices,
+        codebook, alpha and bias when lowered, the float32 weight otherwise.
     """
 
     name: str
@@ -37,6 +43,7 @@ class LayerReport:
     lowered: bool
     reason: str = ""
     weights: int = 0
+    stored_bytes: int = 0
 
     @property
     def mbit(self):
@@ -52,17 +59,31 @@ class LayerReport:
 
 
 def format_table(layers):
-    """Format layer reports as a fixed-width text table with Mbit totals."""
-    header = f"{'layer':<24} {'kernel':<7} {'tau':>4} {'bits/w':>7} {'act':<7} {'lowered':<8} {'Mbit':>8}  reason"
+    """Format layer reports as a fixed-width text table with totals."""
+    header = (
+        f"{'layer':<20} {'kernel':<6} {'tau':>3} {'bits/w':>6} {'act':<6} {'lowered':<7} "
+        f"{'Mbit':>7} {'KiB':>8}  reason"
+    )
     lines = [header, "-" * len(header)]
     for layer in layers:
         tau = "-" if layer.tau is None else str(layer.tau)
         lines.append(
-            f"{layer.name:<24} {layer.kernel:<7} {tau:>4} {layer.bits_per_weight:>7.3f} "
-            f"{layer.activation:<7} {str(layer.lowered):<8} {layer.mbit:>8.4f}  {layer.reason}"
+            f"{layer.name:<20} {layer.kernel:<6} {tau:>3} {layer.bits_per_weight:>6.3f} {layer.activation:<6} "
+            f"{str(layer.lowered):<7} {layer.mbit:>7.4f} {layer.stored_bytes / BYTES_PER_KIB:>8.1f}  {layer.reason}"
         )
-    total = sum(layer.mbit for layer in layers)
-    lowered = sum(layer.lowered for layer in layers)
     lines.append("-" * len(header))
-    lines.append(f"{len(layers)} conv(s), {lowered} lowered to SNN kernels, {total:.4f} Mbit of conv weights")
+    lines.append(summary_line(layers))
     return "\n".join(lines)
+
+
+def summary_line(layers):
+    """One line of totals: convs lowered, Mbit, stored bytes against theory and dense."""
+    lowered = [layer for layer in layers if layer.lowered]
+    stored = sum(layer.stored_bytes for layer in layers) / BYTES_PER_KIB
+    theory = sum(layer.mbit for layer in layers) * BITS_PER_MBIT / BITS_PER_BYTE / BYTES_PER_KIB
+    dense = sum(layer.weights for layer in layers) * FLOAT_BYTES / BYTES_PER_KIB
+    return (
+        f"{len(layers)} conv(s), {len(lowered)} lowered to SNN kernels; conv weights: "
+        f"{sum(layer.mbit for layer in layers):.4f} Mbit at the listed bits/w ({theory:.1f} KiB), "
+        f"{stored:.1f} KiB stored, {dense:.1f} KiB as dense float32"
+    )

@@ -14,11 +14,13 @@ from tvm import relax
 
 from relay_passes.report import LayerReport
 from schedules.subbit import KERNEL_1X1, KERNEL_3X3, UNIT_1X1, UNIT_3X3, SubBitConv
+from schedules.subbit_tir import kernel_constants
 from tvm_snn.errors import FormatError
 
 CONV_OP = "relax.nn.conv2d"
 SIGN_OP = "relax.sign"
 FLOAT_BITS = 32
+FLOAT_BYTES = 4
 # Largest tau we lower: 9 bits (3x3) or 8 bits (1x1) is the full set, i.e. a BNN.
 DEFAULT_MAX_TAU_3X3 = 8
 DEFAULT_MAX_TAU_1X1 = 7
@@ -141,7 +143,9 @@ def analyze_conv(name, call, var2val, policy):
     count = int(np.prod(weight_shape))
 
     def dense(reason, tau=None):
-        return ConvAnalysis(LayerReport(name, label, tau, FLOAT_BITS, activation, False, reason, count))
+        return ConvAnalysis(
+            LayerReport(name, label, tau, FLOAT_BITS, activation, False, reason, count, count * FLOAT_BYTES)
+        )
 
     if not isinstance(weight_expr, tvm.ir.GenericConst):
         return dense(REASON_NOT_CONST)
@@ -165,8 +169,10 @@ def analyze_conv(name, call, var2val, policy):
         return dense(f"{REASON_PATTERNS}: {conv.num_codewords} patterns need tau={conv.tau} > {cap}", conv.tau)
     out_hw = _shape(call)[2:]
     dense_ops, snn_ops = op_ops(conv, out_hw)
-    report = LayerReport(name, label, conv.tau, conv.bits_per_weight, activation, True, "", count)
+    stored = sum(array.nbytes for array in kernel_constants(conv))
+    report = LayerReport(name, label, conv.tau, conv.bits_per_weight, activation, True, "", count, stored)
     if snn_ops > policy.profit_ratio * dense_ops:
         report.lowered = False
         report.reason = f"{REASON_UNPROFITABLE}: {snn_ops / dense_ops:.2f}x the dense op count"
+        report.stored_bytes = count * FLOAT_BYTES
     return ConvAnalysis(report, conv)

@@ -1,0 +1,75 @@
+"""LowerSubBitConv: expected IR, must-not-fire, and numerics against the NumPy reference."""
+
+import numpy as np
+import pytest
+import tvm
+from relax_builders import conv_module, subbit_weight
+from tvm import relax
+
+from relay_passes.detect_subbit_conv import DetectSubBitConv
+from relay_passes.lower_subbit_conv import (
+    ATTR_OP_PATTERN,
+    KERNEL_FUNC_NAME,
+    OP_PATTERN_OPAQUE,
+    LowerSubBitConv,
+)
+from schedules.reference import conv2d_reference
+from schedules.subbit import SubBitConv
+from schedules.subbit_tir import build_kernel
+
+SHAPE = (1, 64, 8, 8)
+TARGET = tvm.target.Target({"kind": "llvm"})
+KERNEL_RTOL = 1e-5
+KERNEL_ATOL = 1e-4
+
+
+def expected_module(conv, binary):
+    kernel = build_kernel(conv, SHAPE)
+    builder = relax.BlockBuilder()
+    func = kernel.func.without_attr("global_symbol").with_attr(ATTR_OP_PATTERN, OP_PATTERN_OPAQUE)
+    gv = builder.add_func(func, KERNEL_FUNC_NAME)
+    x = relax.Var("x", relax.TensorType(SHAPE, "float32"))
+    with builder.function("main", [x]):
+        with builder.dataflow():
+            data = builder.emit(relax.op.sign(x)) if binary else x
+            consts = [relax.const(a) for a in kernel.constants]
+            call = relax.call_tir(gv, [data, *consts], relax.TensorType(kernel.out_shape, "float32"))
+            out = builder.emit_output(call)
+        builder.emit_func_output(out)
+    return builder.get()
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_expected_ir(binary):
+    weight = subbit_weight(64, 64, tau=5, seed=1)
+    detected = DetectSubBitConv()(conv_module(weight, SHAPE, binary=binary))
+    lowered = LowerSubBitConv()(detected)
+    conv = SubBitConv.from_dense(weight, padding=1, activation="binary" if binary else "float")
+    tvm.ir.assert_structural_equal(lowered, expected_module(conv, binary))
+    # The dense weight is gone: only uint8 indices, int8 codebook and float32 alpha remain.
+    consts = []
+    relax.analysis.post_order_visit(lowered["main"].body, lambda e: consts.append(e) if isinstance(e, tvm.ir.GenericConst) else None)
+    assert sorted(str(c.value.dtype) for c in consts) == ["float32", "int8", "uint8"]
+    assert all(c.value.numpy().nbytes < weight.nbytes / 40 for c in consts)
+
+
+def test_must_not_fire_without_composites():
+    before = conv_module(np.random.default_rng(0).standard_normal((64, 64, 3, 3)).astype(np.float32), SHAPE)
+    detected = DetectSubBitConv()(before)
+    tvm.ir.assert_structural_equal(LowerSubBitConv()(detected), before)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "cin", "stride", "binary"),
+    [(3, 64, 1, False), (3, 64, 2, True), (1, 64, 2, False), (1, 64, 1, True)],
+)
+def test_lowered_module_matches_reference(kernel, cin, stride, binary):
+    weight = subbit_weight(64, cin, kernel=kernel, tau=4, seed=kernel)
+    padding = 1 if kernel == 3 else 0
+    mod = LowerSubBitConv()(DetectSubBitConv()(conv_module(weight, SHAPE, binary, padding=padding, stride=stride)))
+    assert any(isinstance(f, tvm.tirx.PrimFunc) for _, f in mod.functions_items())
+    x = np.random.default_rng(2).standard_normal(SHAPE).astype(np.float32)
+    vm = relax.VirtualMachine(tvm.compile(mod, target=TARGET), tvm.cpu())
+    got = vm["main"](tvm.runtime.tensor(x)).numpy()
+    conv = SubBitConv.from_dense(weight, padding=padding, stride=stride, activation="binary" if binary else "float")
+    np.testing.assert_allclose(got, conv2d_reference(x, conv), rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
