@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import sys
+
 import numpy as np
 import tvm
 from tvm import relax
