@@ -9,6 +9,8 @@ becomes::
 
     R.call_tir(snn_conv2d, (data, packed_indices, codebook, alpha), out_ty)
 
+The kernel is left unscheduled and marked fusable; ScheduleSubBitKernels
+schedules it after TVM's FuseOps/FuseTIR have merged its epilogue into it.
 The packed tau-bit indices and the codebook are the constants from then on;
 the dense weight is dropped with the composite, so the artifact stays small.
 """
@@ -21,10 +23,12 @@ from schedules.subbit import SubBitConv
 from schedules.subbit_tir import FLOAT_DTYPE, build_kernel
 
 KERNEL_FUNC_NAME = "snn_conv2d"
-# Keep FuseOps from merging the scheduled kernel with its neighbours
-# (tvm.relax.transform.AnnotateTIROpPattern leaves an existing pattern alone).
+# Let FuseOps append the elementwise ops that follow (bias, residual, ReLU,
+# sign): "output elementwise fusable" in TVM's OpPatternKind. The kernel has
+# several reductions, so AnnotateTIROpPattern would call it opaque; it leaves
+# an existing pattern alone.
 ATTR_OP_PATTERN = "op_pattern"
-OP_PATTERN_OPAQUE = 8
+OP_PATTERN_OUT_ELEMWISE_FUSABLE = 4
 
 
 def _ints(values):
@@ -59,8 +63,8 @@ class _Lowerer(relax.PyExprMutator):
             return call
         conv = self.composites[call.op.name_hint]
         data = call.args[0]
-        kernel = build_kernel(conv, _ints(data.ty.shape.values))
-        func = kernel.func.without_attr("global_symbol").with_attr(ATTR_OP_PATTERN, OP_PATTERN_OPAQUE)
+        kernel = build_kernel(conv, _ints(data.ty.shape.values), schedule=False)
+        func = kernel.func.without_attr("global_symbol").with_attr(ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE)
         gv = self.builder_.add_func(func, KERNEL_FUNC_NAME)
         consts = [relax.const(array) for array in kernel.constants]
         return relax.call_tir(gv, [data, *consts], relax.TensorType(kernel.out_shape, FLOAT_DTYPE))
@@ -82,4 +86,5 @@ class LowerSubBitConv:
         return tvm.IRModule(
             {gv: f for gv, f in lowered.functions_items() if gv.name_hint not in composites},
             attrs=lowered.attrs,
+            global_infos=lowered.global_infos,
         )

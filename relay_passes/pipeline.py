@@ -1,15 +1,20 @@
 """The Relax pipeline that ``tvm_snn.compile`` runs.
 
-Pipeline position: this is the whole pipeline. The SNN passes (detection and
-lowering of sub-bit convs) run first on the imported graph, then TVM's default
-pipeline for the target legalizes, fuses and lowers the rest.
+Pipeline position: this is the whole pipeline, TVM's CPU pipeline with the SNN
+passes spliced in:
+
+1. DetectSubBitConv, LowerSubBitConv on the imported graph;
+2. TVM's library dispatch and legalization (LegalizeOps ... FuseOps, FuseTIR);
+3. ScheduleSubBitKernels on the fused kernels;
+4. TVM's dataflow lowering and finalization.
 """
 
 import tvm
-from tvm import relax
+from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
 
 from relay_passes.detect_subbit_conv import DetectSubBitConv
 from relay_passes.lower_subbit_conv import LowerSubBitConv
+from relay_passes.schedule_subbit_kernels import ScheduleSubBitKernels
 
 
 def snn_passes(layers, policy=None):
@@ -31,11 +36,19 @@ def snn_passes(layers, policy=None):
 
 def build_pipeline(target, layers, policy=None):
     """Return the full Relax pipeline for ``target`` as one module pass."""
-    passes = snn_passes(layers, policy)
+    cpu = cpu_pipeline
+    passes = (
+        snn_passes(layers, policy)
+        + cpu.library_dispatch_passes(target)
+        + cpu.legalize_passes(target)
+        + [ScheduleSubBitKernels()]
+        + cpu.dataflow_lower_passes(target)
+        + cpu.finalize_passes(target)
+    )
 
     @tvm.transform.module_pass(opt_level=0, name="tvm_snn.Pipeline")
     def _pipeline(mod, _ctx):
-        mod = tvm.transform.Sequential(passes)(mod)
-        return relax.get_default_pipeline(target)(mod)
+        with target:
+            return tvm.transform.Sequential(passes)(mod)
 
     return _pipeline

@@ -34,6 +34,14 @@ PACKED_DTYPE = "uint8"
 # packed stream gets one zero byte of tail padding.
 UNPACK_TAIL_BYTES = 1
 VECTOR_LANES = 16
+BLOCK_IDX = "snn_idx"
+BLOCK_SIGNS = "snn_signs"
+BLOCK_PAD = "snn_pad"
+BLOCK_RESP = "snn_resp"
+BLOCK_ACC = "snn_acc"
+BLOCK_OUT = "snn_out"
+# Relax legalizes ops with int64 shapes; FuseTIR needs the same buffer types.
+INDEX_DTYPE = "int64"
 
 
 @dataclass(frozen=True)
@@ -79,7 +87,7 @@ def _unpack_stage(packed, conv):
         high = packed[byte + 1].astype(INT_DTYPE)
         return ((low | (high << BITS_PER_BYTE)) >> (bit % BITS_PER_BYTE)) & mask
 
-    return te.compute((conv.out_channels, units), unpack, name="idx")
+    return te.compute((conv.out_channels, units), unpack, name=BLOCK_IDX)
 
 
 def _response_stage(padded, codebook, conv, out_hw, acc_dtype):
@@ -103,7 +111,7 @@ def _response_stage(padded, codebook, conv, out_hw, acc_dtype):
         lambda n, u, j, oh, ow: te.sum(
             tap(n, u, oh, ow).astype(acc_dtype) * codebook[j, r].astype(acc_dtype), axis=r
         ),
-        name="resp",
+        name=BLOCK_RESP,
     )
 
 
@@ -135,47 +143,79 @@ def build_te(conv, data_shape):
     bias = te.placeholder(consts[3].shape, FLOAT_DTYPE, "bias") if conv.bias is not None else None
     source = data
     if binary:  # sign(x) is exact in int8, so the responses are exact ints
-        source = te.compute(data_shape, lambda *i: data(*i).astype(CODEBOOK_DTYPE), name="signs")
+        source = te.compute(data_shape, lambda *i: data(*i).astype(CODEBOOK_DTYPE), name=BLOCK_SIGNS)
     top, left, bottom, right = conv.padding
-    padded = topi.nn.pad(source, [0, 0, top, left], [0, 0, bottom, right], name="pad")
+    padded = topi.nn.pad(source, [0, 0, top, left], [0, 0, bottom, right], name=BLOCK_PAD)
     idx = _unpack_stage(packed, conv)
     resp = _response_stage(padded, codebook, conv, out_hw, acc_dtype)
     u = te.reduce_axis((0, conv.num_units), "u")
     acc = te.compute(
         (n_batch, conv.out_channels, *out_hw),
         lambda n, o, oh, ow: te.sum(resp[n, u, idx[o, u], oh, ow], axis=u),
-        name="acc",
+        name=BLOCK_ACC,
     )
 
     def epilogue(n, o, oh, ow):
         value = acc[n, o, oh, ow].astype(FLOAT_DTYPE) * alpha[o]
         return value + bias[o] if bias is not None else value
 
-    out = te.compute((n_batch, conv.out_channels, *out_hw), epilogue, name="out")
+    out = te.compute((n_batch, conv.out_channels, *out_hw), epilogue, name=BLOCK_OUT)
     inputs = [data, packed, codebook, alpha] + ([bias] if bias is not None else [])
     return [*inputs, out]
 
 
-def _schedule(func):
-    """Tile and parallelize: responses per unit, the gather vectorized along columns."""
+def is_subbit_kernel(func):
+    """Whether a PrimFunc contains the sub-bit kernel's stages (also after fusion)."""
     sch = tvm.s_tir.Schedule(func)
-    for name in ("signs",):
-        if _has_block(sch, name):
-            sch.compute_inline(sch.get_sblock(name))
-    resp = sch.get_sblock("resp")
+    return all(_has_block(sch, name) for name in (BLOCK_RESP, BLOCK_ACC, BLOCK_OUT))
+
+
+def _inline_epilogue(sch, block):
+    """Merge the chain of elementwise consumers (bias, residual add, ReLU, sign) into ``block``."""
+    while True:
+        consumers = sch.get_consumers(block)
+        if len(consumers) != 1:
+            return
+        try:
+            sch.reverse_compute_inline(consumers[0])
+        except tvm.s_tir.schedule.ScheduleError:
+            return
+
+
+def schedule_kernel(func):
+    """Schedule a sub-bit kernel, alone or fused with an elementwise epilogue.
+
+    The responses are computed per (image, unit), vectorized along output
+    columns; the gather runs per (image, output channel) and row, vectorized
+    along columns, and the epilogue follows each row while it is in cache.
+
+    Parameters
+    ----------
+    func : tvm.tirx.PrimFunc
+        A function for which :func:`is_subbit_kernel` holds.
+
+    Returns
+    -------
+    tvm.tirx.PrimFunc
+    """
+    sch = tvm.s_tir.Schedule(func)
+    if _has_block(sch, BLOCK_SIGNS):
+        sch.compute_inline(sch.get_sblock(BLOCK_SIGNS))
+    resp = sch.get_sblock(BLOCK_RESP)
     n, u, j, oh, ow, r = sch.get_loops(resp)
     sch.reorder(n, u, oh, j, r, ow)
     sch.parallel(sch.fuse(n, u))
     sch.vectorize(_vector_split(sch, ow))
     sch.decompose_reduction(resp, r)
 
-    acc = sch.get_sblock("acc")
+    acc = sch.get_sblock(BLOCK_ACC)
     n, o, oh, ow, u = sch.get_loops(acc)
     sch.reorder(n, o, oh, u, ow)
-    fused = sch.fuse(n, o)
-    sch.parallel(fused)
-    out = sch.get_sblock("out")
+    sch.parallel(sch.fuse(n, o))
+    out = sch.get_sblock(BLOCK_OUT)
+    _inline_epilogue(sch, out)
     sch.reverse_compute_at(out, oh)
+    sch.vectorize(_vector_split(sch, sch.get_loops(out)[-1]))
     sch.vectorize(_vector_split(sch, ow))
     sch.decompose_reduction(acc, u)
     return sch.mod["main"]
@@ -216,8 +256,8 @@ def build_kernel(conv, data_shape, schedule=True):
     if not isinstance(conv, SubBitConv):
         raise TypeError(f"expected a SubBitConv, got {type(conv).__name__}")
     args = build_te(conv, tuple(int(d) for d in data_shape))
-    func = te.create_prim_func(args)
+    func = te.create_prim_func(args, index_dtype_override=INDEX_DTYPE)
     if schedule:
-        func = _schedule(func)
+        func = schedule_kernel(func)
     out_shape = tuple(int(d) for d in args[-1].shape)
     return SubBitKernel(func=func, constants=kernel_constants(conv), out_shape=out_shape)

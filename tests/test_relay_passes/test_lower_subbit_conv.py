@@ -10,7 +10,7 @@ from relay_passes.detect_subbit_conv import DetectSubBitConv
 from relay_passes.lower_subbit_conv import (
     ATTR_OP_PATTERN,
     KERNEL_FUNC_NAME,
-    OP_PATTERN_OPAQUE,
+    OP_PATTERN_OUT_ELEMWISE_FUSABLE,
     LowerSubBitConv,
 )
 from schedules.reference import conv2d_reference
@@ -24,9 +24,9 @@ KERNEL_ATOL = 1e-4
 
 
 def expected_module(conv, binary):
-    kernel = build_kernel(conv, SHAPE)
+    kernel = build_kernel(conv, SHAPE, schedule=False)
     builder = relax.BlockBuilder()
-    func = kernel.func.without_attr("global_symbol").with_attr(ATTR_OP_PATTERN, OP_PATTERN_OPAQUE)
+    func = kernel.func.without_attr("global_symbol").with_attr(ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE)
     gv = builder.add_func(func, KERNEL_FUNC_NAME)
     x = relax.Var("x", relax.TensorType(SHAPE, "float32"))
     with builder.function("main", [x]):

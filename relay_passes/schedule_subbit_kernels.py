@@ -1,0 +1,31 @@
+"""ScheduleSubBitKernels: schedule each sub-bit kernel after fusion.
+
+Pipeline position: after TVM's legalization and ``FuseOps``/``FuseTIR``, before
+the dataflow is lowered. :mod:`relay_passes.lower_subbit_conv` emits the
+kernels unscheduled and marked fusable, so ``FuseOps`` can append the
+elementwise ops that follow a conv (bias, residual add, ReLU, the next
+layer's sign); this pass then schedules each fused function with
+:func:`schedules.subbit_tir.schedule_kernel`, which folds that epilogue into
+the gather loop.
+"""
+
+import tvm
+
+from schedules.subbit_tir import is_subbit_kernel, schedule_kernel
+
+
+@tvm.transform.module_pass(opt_level=0, name="tvm_snn.ScheduleSubBitKernels")
+class ScheduleSubBitKernels:
+    """Apply the sub-bit kernel schedule to every PrimFunc that holds one."""
+
+    def transform_module(self, mod, _ctx):
+        updates = {
+            gv: schedule_kernel(func)
+            for gv, func in mod.functions_items()
+            if isinstance(func, tvm.tirx.PrimFunc) and is_subbit_kernel(func)
+        }
+        if not updates:
+            return mod
+        functions = dict(mod.functions_items())
+        functions.update(updates)
+        return tvm.IRModule(functions, attrs=mod.attrs, global_infos=mod.global_infos)

@@ -1,0 +1,79 @@
+"""ScheduleSubBitKernels: the fused epilogue lands in the kernel, which is then scheduled."""
+
+import numpy as np
+import tvm
+from relax_builders import subbit_weight
+from tvm import relax
+from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
+
+from relay_passes.detect_subbit_conv import DetectSubBitConv
+from relay_passes.lower_subbit_conv import LowerSubBitConv
+from relay_passes.pipeline import build_pipeline
+from relay_passes.schedule_subbit_kernels import ScheduleSubBitKernels
+from schedules.reference import conv2d_reference
+from schedules.subbit import SubBitConv
+from schedules.subbit_tir import is_subbit_kernel, schedule_kernel
+
+SHAPE = (1, 64, 8, 8)
+TARGET = tvm.target.Target({"kind": "llvm"})
+RTOL = 1e-5
+ATOL = 1e-4
+
+
+def block_module(weight, bias, residual):
+    """``relu(conv2d(x, W) + bias + residual)``: the epilogue of a ResNet block."""
+    builder = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType(SHAPE, "float32"))
+    with builder.function("main", [x]):
+        with builder.dataflow():
+            y = builder.emit(relax.op.nn.conv2d(x, relax.const(weight), padding=1))
+            y = builder.emit(relax.op.add(y, relax.const(bias.reshape(1, -1, 1, 1))))
+            y = builder.emit(relax.op.add(y, relax.const(residual)))
+            out = builder.emit_output(relax.op.nn.relu(y))
+        builder.emit_func_output(out)
+    return builder.get()
+
+
+def fused(mod):
+    mod = LowerSubBitConv()(DetectSubBitConv()(mod))
+    with TARGET:
+        return tvm.transform.Sequential(cpu_pipeline.library_dispatch_passes(TARGET) + cpu_pipeline.legalize_passes(TARGET))(mod)
+
+
+def inputs():
+    rng = np.random.default_rng(0)
+    weight = subbit_weight(64, 64, tau=5, seed=4)
+    bias = rng.standard_normal(64).astype(np.float32)
+    residual = rng.standard_normal(SHAPE).astype(np.float32)
+    return weight, bias, residual
+
+
+def test_epilogue_is_fused_into_the_kernel_and_scheduled():
+    mod = fused(block_module(*inputs()))
+    kernels = [(gv, f) for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc) and is_subbit_kernel(f)]
+    (gv, func), = kernels
+    assert "add" in gv.name_hint and "relu" in gv.name_hint
+    after = ScheduleSubBitKernels()(mod)
+    tvm.ir.assert_structural_equal(after[gv], schedule_kernel(func))
+    for other, f in mod.functions_items():
+        if other.name_hint != gv.name_hint:
+            tvm.ir.assert_structural_equal(after[other], f)
+
+
+def test_must_not_fire_on_dense_kernels():
+    weight = np.random.default_rng(1).standard_normal((64, 64, 3, 3)).astype(np.float32)
+    _, bias, residual = inputs()
+    mod = fused(block_module(weight, bias, residual))
+    tvm.ir.assert_structural_equal(ScheduleSubBitKernels()(mod), mod)
+
+
+def test_fused_block_matches_reference():
+    weight, bias, residual = inputs()
+    layers = []
+    executable = tvm.compile(block_module(weight, bias, residual), target=TARGET, relax_pipeline=build_pipeline(TARGET, layers))
+    assert [layer.lowered for layer in layers] == [True]
+    x = np.random.default_rng(2).standard_normal(SHAPE).astype(np.float32)
+    got = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
+    conv = SubBitConv.from_dense(weight, bias=bias, padding=1)
+    expected = np.maximum(conv2d_reference(x, conv) + residual, 0)
+    np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
