@@ -13,9 +13,18 @@ import tvm
 from tvm import relax
 
 from relay_passes.report import LayerReport
-from schedules.subbit import KERNEL_1X1, KERNEL_3X3, UNIT_1X1, UNIT_3X3, SubBitConv
+from schedules.subbit import (
+    KERNEL_1X1,
+    KERNEL_3X3,
+    MAX_TAU_1X1,
+    MAX_TAU_3X3,
+    MIN_TAU,
+    UNIT_1X1,
+    UNIT_3X3,
+    SubBitConv,
+)
 from schedules.subbit_tir import kernel_constants
-from tvm_snn.errors import FormatError
+from tvm_snn.errors import ConfigError, FormatError
 
 CONV_OP = "relax.nn.conv2d"
 SIGN_OP = "relax.sign"
@@ -52,6 +61,14 @@ class LoweringPolicy:
     max_tau_3x3: int = DEFAULT_MAX_TAU_3X3
     max_tau_1x1: int = DEFAULT_MAX_TAU_1X1
     profit_ratio: float = DEFAULT_PROFIT_RATIO
+
+    def __post_init__(self):
+        for field, top in (("max_tau_3x3", MAX_TAU_3X3), ("max_tau_1x1", MAX_TAU_1X1)):
+            value = getattr(self, field)
+            if not isinstance(value, int) or not MIN_TAU <= value <= top:
+                raise ConfigError(f"LoweringPolicy.{field} must be an integer in [{MIN_TAU}, {top}], got {value!r}")
+        if not isinstance(self.profit_ratio, (int, float)) or not self.profit_ratio > 0:
+            raise ConfigError(f"LoweringPolicy.profit_ratio must be a positive number, got {self.profit_ratio!r}")
 
 
 @dataclass

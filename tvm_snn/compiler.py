@@ -3,13 +3,14 @@
 import tvm
 
 from relay_passes.pipeline import build_pipeline
+from relay_passes.subbit_analysis import LoweringPolicy
 from tvm_snn.compiled import CompiledModel
-from tvm_snn.errors import CompileError
+from tvm_snn.errors import CompileError, ConfigError
 from tvm_snn.importers import input_specs, to_relax
 from tvm_snn.target import parse_target, target_spec
 
 
-def compile(model, target="x86", example_inputs=None, tuning_db=None):  # noqa: A001
+def compile(model, target="x86", example_inputs=None, tuning_db=None, snn_policy=None):  # noqa: A001
     """Compile a model for a CPU target.
 
     Parameters
@@ -24,6 +25,8 @@ def compile(model, target="x86", example_inputs=None, tuning_db=None):  # noqa: 
     tuning_db : str, optional
         A MetaSchedule database directory. Not supported yet: passing one
         raises rather than being ignored.
+    snn_policy : relay_passes.subbit_analysis.LoweringPolicy, optional
+        Tau caps and the profitability threshold of the SNN detector.
 
     Returns
     -------
@@ -31,8 +34,10 @@ def compile(model, target="x86", example_inputs=None, tuning_db=None):  # noqa: 
 
     Raises
     ------
-    TargetError, ModelImportError, UnsupportedOpError, CompileError
+    TargetError, ModelImportError, UnsupportedOpError, CompileError, ConfigError
     """
+    if snn_policy is not None and not isinstance(snn_policy, LoweringPolicy):
+        raise ConfigError(f"snn_policy must be a LoweringPolicy, got {type(snn_policy).__name__}")
     if tuning_db is not None:
         raise CompileError("tuning_db is not supported yet: MetaSchedule tuning lands with the tuning issue")
     spec = target_spec(target)
@@ -41,7 +46,7 @@ def compile(model, target="x86", example_inputs=None, tuning_db=None):  # noqa: 
     inputs = input_specs(mod)
     layers = []
     try:
-        executable = tvm.compile(mod, target=tvm_target, relax_pipeline=build_pipeline(tvm_target, layers))
+        executable = tvm.compile(mod, target=tvm_target, relax_pipeline=build_pipeline(tvm_target, layers, snn_policy))
     except Exception as err:  # TVM raises InternalError/TVMError/ValueError here
         raise CompileError(f"TVM failed to build the model for {spec}: {err}") from err
     return CompiledModel(executable, spec, inputs, layers)

@@ -16,6 +16,7 @@ from relay_passes.detect_subbit_conv import (
     DetectSubBitConv,
 )
 from relay_passes.subbit_analysis import LoweringPolicy
+from tvm_snn.errors import ConfigError
 
 SHAPE = (1, 64, 8, 8)
 TARGET = tvm.target.Target({"kind": "llvm"})
@@ -108,3 +109,22 @@ def test_detected_module_computes_the_same():
         vm = relax.VirtualMachine(tvm.compile(mod, target=TARGET), tvm.cpu())
         outputs.append(vm["main"](tvm.runtime.tensor(x)).numpy())
     np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"max_tau_3x3": 0}, "max_tau_3x3"), ({"max_tau_1x1": 9}, "max_tau_1x1"), ({"profit_ratio": -1.0}, "profit_ratio")],
+)
+def test_bad_policy_is_a_config_error(kwargs, field):
+    with pytest.raises(ConfigError, match=field):
+        LoweringPolicy(**kwargs)
+
+
+def test_compile_takes_a_policy_and_checks_its_type():
+    import tvm_snn
+
+    mod = conv_module(subbit_weight(64, 64, tau=6), SHAPE)
+    cm = tvm_snn.compile(mod, snn_policy=LoweringPolicy(max_tau_3x3=5))
+    assert cm.snn_layers[0].reason.startswith("too many patterns")
+    with pytest.raises(ConfigError, match="LoweringPolicy"):
+        tvm_snn.compile(mod, snn_policy={"max_tau_3x3": 5})
