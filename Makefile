@@ -8,11 +8,12 @@ STAMP := $(VENV)/.installed
 
 # Set-up: the venv, torch from the CPU wheel on this disk (pinned), the project
 # with its test extras, and the Debian cross toolchains when missing.
-$(STAMP): setup.cfg pyproject.toml tools/install_toolchains.sh
+$(STAMP): setup.cfg pyproject.toml tools/install_toolchains.sh tools/qemu/fetch_tvm_ffi_aarch64.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet -e ".[test]" --config-settings editable_mode=compat
 	tools/install_toolchains.sh
+	PYTHON=$(PY) tools/qemu/fetch_tvm_ffi_aarch64.sh >/dev/null
 	touch $(STAMP)
 
 demo: $(STAMP)

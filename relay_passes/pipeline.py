@@ -9,6 +9,8 @@ passes spliced in:
 4. TVM's dataflow lowering and finalization.
 """
 
+import os
+
 import tvm
 from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
 
@@ -34,6 +36,12 @@ def snn_passes(layers, policy=None):
     return [DetectSubBitConv(layers, policy), LowerSubBitConv()]
 
 
+def target_cores(target):
+    """The target's ``num-cores``, or this machine's core count."""
+    cores = target.attrs.get("num-cores") if hasattr(target, "attrs") else None
+    return int(cores) if cores else (os.cpu_count() or 1)
+
+
 def build_pipeline(target, layers, policy=None):
     """Return the full Relax pipeline for ``target`` as one module pass."""
     cpu = cpu_pipeline
@@ -41,7 +49,7 @@ def build_pipeline(target, layers, policy=None):
         snn_passes(layers, policy)
         + cpu.library_dispatch_passes(target)
         + cpu.legalize_passes(target)
-        + [ScheduleSubBitKernels()]
+        + [ScheduleSubBitKernels(target_cores(target))]
         + cpu.dataflow_lower_passes(target)
         + cpu.finalize_passes(target)
     )

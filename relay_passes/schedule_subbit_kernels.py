@@ -11,16 +11,27 @@ the gather loop.
 
 import tvm
 
-from schedules.subbit_tir import is_subbit_kernel, schedule_kernel
+from schedules.subbit_schedule import is_subbit_kernel, schedule_kernel
+
+DEFAULT_CORES = 2
 
 
 @tvm.transform.module_pass(opt_level=0, name="tvm_snn.ScheduleSubBitKernels")
 class ScheduleSubBitKernels:
-    """Apply the sub-bit kernel schedule to every PrimFunc that holds one."""
+    """Apply the sub-bit kernel schedule to every PrimFunc that holds one.
+
+    Parameters
+    ----------
+    num_cores : int
+        Cores the schedule spreads work over (the target's ``num-cores``).
+    """
+
+    def __init__(self, num_cores=DEFAULT_CORES):
+        self.num_cores = num_cores
 
     def transform_module(self, mod, _ctx):
         updates = {
-            gv: schedule_kernel(func)
+            gv: schedule_kernel(func, self.num_cores)
             for gv, func in mod.functions_items()
             if isinstance(func, tvm.tirx.PrimFunc) and is_subbit_kernel(func)
         }

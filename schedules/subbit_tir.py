@@ -3,24 +3,29 @@
 For a :class:`~schedules.subbit.SubBitConv` and a static input shape, the
 kernel is one PrimFunc with these stages (NCHW):
 
-1. ``idx[o, u]``: the tau-bit indices, unpacked at run time from the packed
-   bytes, so the artifact stores ``tau`` bits per unit, not a dense weight;
-2. ``resp[n, u, j, oh, ow]``: the response of unit ``u`` of the input to
-   codeword ``j`` (one 3x3 window of channel ``u``, or channels ``8u..8u+7``
-   at one pixel for 1x1);
-3. ``acc[n, o, oh, ow] = sum_u resp[n, u, idx[o, u], oh, ow]``: the gather;
-4. ``out = alpha[o] * acc + bias[o]``.
+1. ``snn_idx[o, u]``: the tau-bit indices, unpacked at run time from the
+   packed bytes, so the artifact stores ``tau`` bits per unit;
+2. ``snn_seg[n, u, s, q, oh, ow]``: each segment of a unit (a row of a 3x3
+   kernel, a half of a 1x1 unit) summed under every sign pattern ``q``: 8
+   row patterns are shared by all 2**tau codewords;
+   ``snn_resp[n, u, j, oh, ow]``: the response of unit ``u`` to codeword
+   ``j``, the sum of its segments' entries;
+3. ``snn_acc[n, o, oh, ow] = sum_u resp[n, u, idx[o, u], oh, ow]``: the gather;
+4. ``snn_out = alpha[o] * acc + bias[o]``.
+
+Rows are padded to a whole number of vectors (``ow`` up to a multiple of
+the vector length), so every gather is a full aligned vector load.
 
 With binary activations the input holds ``sign(x)`` (values -1, 0, +1); the
-responses and the gather are int32, so they are exact, and only the epilogue
-is float. The schedule is a plain tiled loop nest: parallel over channels,
-vectorized along output columns. The fast kernels are a later stage.
+responses are int8 and the gather accumulates in int16 (or int32 for very
+wide layers), so both are exact, and only the epilogue is float.
+
+The schedule is in :mod:`schedules.subbit_schedule`.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
-import tvm
 from tvm import te, topi
 
 from schedules.subbit import BITS_PER_BYTE, KERNEL_1X1, SubBitConv
@@ -28,15 +33,22 @@ from tvm_snn.errors import FormatError
 
 FLOAT_DTYPE = "float32"
 INT_DTYPE = "int32"
-CODEBOOK_DTYPE = "int8"
+SIGN_DTYPE = "int8"
 PACKED_DTYPE = "uint8"
 # Unpacking reads two bytes per index (tau <= 9 spans at most two), so the
 # packed stream gets one zero byte of tail padding.
 UNPACK_TAIL_BYTES = 1
+# Lanes of one vector (float32 in a zmm register); short rows use half.
 VECTOR_LANES = 16
+SHORT_ROW_LANES = 8
+# Segments a unit's sum is split into, as (segments, segment length).
+SEGMENTS_3X3 = (3, 3)
+SEGMENTS_1X1 = (2, 4)
+INT16_LIMIT = 2**15 - 1
 BLOCK_IDX = "snn_idx"
 BLOCK_SIGNS = "snn_signs"
 BLOCK_PAD = "snn_pad"
+BLOCK_SEG = "snn_seg"
 BLOCK_RESP = "snn_resp"
 BLOCK_ACC = "snn_acc"
 BLOCK_OUT = "snn_out"
@@ -51,9 +63,9 @@ class SubBitKernel:
     Attributes
     ----------
     func : tvm.tirx.PrimFunc
-        Arguments: data, packed indices, codebook, alpha, [bias,] output.
+        Arguments: data, then the constants, then the output.
     constants : tuple of numpy.ndarray
-        Packed indices (uint8), codebook (int8), alpha (float32)[, bias (float32)].
+        See :func:`kernel_constants`.
     out_shape : tuple of int
     """
 
@@ -63,17 +75,39 @@ class SubBitKernel:
 
 
 def kernel_constants(conv):
-    """Return the constant arrays the kernel reads: packed indices, codebook, alpha[, bias]."""
+    """Return the constant arrays the kernel reads.
+
+    Packed indices (uint8), the codebook as segment sign patterns (int32
+    ``[K, segments]``, see :func:`segment_table`), alpha[, bias].
+    """
     packed = conv.packed()
     tail = np.zeros(UNPACK_TAIL_BYTES, np.uint8)
     constants = [
         np.concatenate([packed.index_bytes, tail]),
-        np.ascontiguousarray(conv.codebook, dtype=np.int8),
+        segment_table(conv),
         np.ascontiguousarray(conv.alpha, dtype=np.float32),
     ]
     if conv.bias is not None:
         constants.append(np.ascontiguousarray(conv.bias, dtype=np.float32))
     return tuple(constants)
+
+
+def vector_lanes(out_width):
+    """Lanes per vector for rows of ``out_width`` outputs."""
+    return SHORT_ROW_LANES if out_width <= SHORT_ROW_LANES else VECTOR_LANES
+
+
+def padded_width(out_width):
+    """``out_width`` rounded up to whole vectors."""
+    lanes = vector_lanes(out_width)
+    return -(-out_width // lanes) * lanes
+
+
+def accumulator_dtype(conv):
+    """float32 for float activations; int16 or int32 (exact) for binary ones."""
+    if conv.activation != "binary":
+        return FLOAT_DTYPE
+    return "int16" if conv.num_units * conv.unit_size <= INT16_LIMIT else INT_DTYPE
 
 
 def _unpack_stage(packed, conv):
@@ -90,29 +124,58 @@ def _unpack_stage(packed, conv):
     return te.compute((conv.out_channels, units), unpack, name=BLOCK_IDX)
 
 
-def _response_stage(padded, codebook, conv, out_hw, acc_dtype):
-    n_batch = padded.shape[0]
-    k = conv.num_codewords
-    r = te.reduce_axis((0, conv.unit_size), "r")
+def segment_table(conv):
+    """Per codeword and segment, the segment's sign pattern as an integer.
+
+    Bit ``e`` of entry ``[j, s]`` is set when element ``e`` of segment ``s``
+    of codeword ``j`` is -1.
+    """
+    segments, seg_len = segment_shape(conv)
+    bits = (np.asarray(conv.codebook) < 0).reshape(conv.num_codewords, segments, seg_len)
+    return (bits.astype(np.int32) << np.arange(seg_len, dtype=np.int32)).sum(-1).astype(np.int32)
+
+
+def segment_shape(conv):
+    """(segments, segment length) of a unit: 3x3 rows, or 1x1 halves."""
+    return SEGMENTS_1X1 if conv.kernel_size == KERNEL_1X1 else SEGMENTS_3X3
+
+
+def _segment_stage(padded, conv, out_hw, width, dtype):
+    """``seg[n, u, s, q, oh, ow]``: segment ``s`` of unit ``u`` under sign pattern ``q``."""
+    segments, seg_len = segment_shape(conv)
     (sh, sw), (dh, dw) = conv.stride, conv.dilation
-    if conv.kernel_size == KERNEL_1X1:
-        group = conv.channels_per_unit
 
-        def tap(n, u, oh, ow):
-            return padded[n, u * group + r, oh * sh, ow * sw]
-    else:
-        width = conv.kernel_size[1]
+    def tap(n, u, seg, e, oh, ow):
+        if conv.kernel_size == KERNEL_1X1:
+            return padded[n, u * conv.channels_per_unit + seg * seg_len + e, oh * sh, ow * sw]
+        return padded[n, u, oh * sh + seg * dh, ow * sw + e * dw]
 
-        def tap(n, u, oh, ow):
-            return padded[n, u, oh * sh + (r // width) * dh, ow * sw + (r % width) * dw]
+    def segment(n, u, seg, q, oh, ow):
+        total = None
+        for e in range(seg_len):  # the sign folds to a constant once q is unrolled
+            sign = (1 - 2 * ((q >> e) & 1)).astype(dtype)
+            term = tap(n, u, seg, e, oh, ow) * sign
+            total = term if total is None else total + term
+        return total
 
-    return te.compute(
-        (n_batch, conv.num_units, k, *out_hw),
-        lambda n, u, j, oh, ow: te.sum(
-            tap(n, u, oh, ow).astype(acc_dtype) * codebook[j, r].astype(acc_dtype), axis=r
-        ),
-        name=BLOCK_RESP,
-    )
+    shape = (padded.shape[0], conv.num_units, segments, 1 << seg_len, out_hw[0], width)
+    return te.compute(shape, segment, name=BLOCK_SEG)
+
+
+def _response_stage(seg, table, conv):
+    """``resp[n, u, j, oh, ow]``: the sum of codeword ``j``'s segments."""
+    segments, seg_len = segment_shape(conv)
+    last = (1 << seg_len) - 1
+    n_batch, units, _, _, out_h, width = seg.shape
+
+    def response(n, u, j, oh, ow):
+        total = None
+        for s in range(segments):
+            term = seg[n, u, s, te.max(te.min(table[j, s], last), 0), oh, ow]
+            total = term if total is None else total + term
+        return total
+
+    return te.compute((n_batch, units, conv.num_codewords, out_h, width), response, name=BLOCK_RESP)
 
 
 def build_te(conv, data_shape):
@@ -126,32 +189,39 @@ def build_te(conv, data_shape):
 
     Returns
     -------
-    args : list of te.Tensor
-        Placeholders (data, packed, codebook, alpha[, bias]) then the output.
+    list of te.Tensor
+        Placeholders (data, packed, alpha[, bias]) then the output.
     """
     n_batch, channels, height, width = data_shape
     if channels != conv.in_channels:
         raise FormatError(f"input has {channels} channels, the conv takes {conv.in_channels}")
     out_hw = conv.output_hw(height, width)
+    row = padded_width(out_hw[1])
     binary = conv.activation == "binary"
-    acc_dtype = INT_DTYPE if binary else FLOAT_DTYPE
+    resp_dtype = SIGN_DTYPE if binary else FLOAT_DTYPE
+    acc_dtype = accumulator_dtype(conv)
     consts = kernel_constants(conv)
     data = te.placeholder(data_shape, FLOAT_DTYPE, "data")
     packed = te.placeholder(consts[0].shape, PACKED_DTYPE, "packed")
-    codebook = te.placeholder(consts[1].shape, CODEBOOK_DTYPE, "codebook")
+    table = te.placeholder(consts[1].shape, INT_DTYPE, "segments")
     alpha = te.placeholder(consts[2].shape, FLOAT_DTYPE, "alpha")
     bias = te.placeholder(consts[3].shape, FLOAT_DTYPE, "bias") if conv.bias is not None else None
     source = data
     if binary:  # sign(x) is exact in int8, so the responses are exact ints
-        source = te.compute(data_shape, lambda *i: data(*i).astype(CODEBOOK_DTYPE), name=BLOCK_SIGNS)
+        source = te.compute(data_shape, lambda *i: data(*i).astype(SIGN_DTYPE), name=BLOCK_SIGNS)
     top, left, bottom, right = conv.padding
+    (_, sw), (_, dw) = conv.stride, conv.dilation
+    needed = (row - 1) * sw + (conv.kernel_size[1] - 1) * dw + 1  # padded rows read this far
+    right = max(right, needed - width - left)
     padded = topi.nn.pad(source, [0, 0, top, left], [0, 0, bottom, right], name=BLOCK_PAD)
     idx = _unpack_stage(packed, conv)
-    resp = _response_stage(padded, codebook, conv, out_hw, acc_dtype)
+    resp = _response_stage(_segment_stage(padded, conv, out_hw, row, resp_dtype), table, conv)
+    last = conv.num_codewords - 1
     u = te.reduce_axis((0, conv.num_units), "u")
     acc = te.compute(
-        (n_batch, conv.out_channels, *out_hw),
-        lambda n, o, oh, ow: te.sum(resp[n, u, idx[o, u], oh, ow], axis=u),
+        (n_batch, conv.out_channels, out_hw[0], row),
+        # The clamp is free (indices are < K) and bounds the gather for the schedule.
+        lambda n, o, oh, ow: te.sum(resp[n, u, te.max(te.min(idx[o, u], last), 0), oh, ow].astype(acc_dtype), axis=u),
         name=BLOCK_ACC,
     )
 
@@ -160,85 +230,11 @@ def build_te(conv, data_shape):
         return value + bias[o] if bias is not None else value
 
     out = te.compute((n_batch, conv.out_channels, *out_hw), epilogue, name=BLOCK_OUT)
-    inputs = [data, packed, codebook, alpha] + ([bias] if bias is not None else [])
+    inputs = [data, packed, table, alpha] + ([bias] if bias is not None else [])
     return [*inputs, out]
 
 
-def is_subbit_kernel(func):
-    """Whether a PrimFunc contains the sub-bit kernel's stages (also after fusion)."""
-    sch = tvm.s_tir.Schedule(func)
-    return all(_has_block(sch, name) for name in (BLOCK_RESP, BLOCK_ACC, BLOCK_OUT))
-
-
-def _inline_epilogue(sch, block):
-    """Merge the chain of elementwise consumers (bias, residual add, ReLU, sign) into ``block``."""
-    while True:
-        consumers = sch.get_consumers(block)
-        if len(consumers) != 1:
-            return
-        try:
-            sch.reverse_compute_inline(consumers[0])
-        except tvm.s_tir.schedule.ScheduleError:
-            return
-
-
-def schedule_kernel(func):
-    """Schedule a sub-bit kernel, alone or fused with an elementwise epilogue.
-
-    The responses are computed per (image, unit), vectorized along output
-    columns; the gather runs per (image, output channel) and row, vectorized
-    along columns, and the epilogue follows each row while it is in cache.
-
-    Parameters
-    ----------
-    func : tvm.tirx.PrimFunc
-        A function for which :func:`is_subbit_kernel` holds.
-
-    Returns
-    -------
-    tvm.tirx.PrimFunc
-    """
-    sch = tvm.s_tir.Schedule(func)
-    if _has_block(sch, BLOCK_SIGNS):
-        sch.compute_inline(sch.get_sblock(BLOCK_SIGNS))
-    resp = sch.get_sblock(BLOCK_RESP)
-    n, u, j, oh, ow, r = sch.get_loops(resp)
-    sch.reorder(n, u, oh, j, r, ow)
-    sch.parallel(sch.fuse(n, u))
-    sch.vectorize(_vector_split(sch, ow))
-    sch.decompose_reduction(resp, r)
-
-    acc = sch.get_sblock(BLOCK_ACC)
-    n, o, oh, ow, u = sch.get_loops(acc)
-    sch.reorder(n, o, oh, u, ow)
-    sch.parallel(sch.fuse(n, o))
-    out = sch.get_sblock(BLOCK_OUT)
-    _inline_epilogue(sch, out)
-    sch.reverse_compute_at(out, oh)
-    sch.vectorize(_vector_split(sch, sch.get_loops(out)[-1]))
-    sch.vectorize(_vector_split(sch, ow))
-    sch.decompose_reduction(acc, u)
-    return sch.mod["main"]
-
-
-def _vector_split(sch, loop):
-    """Split ``loop`` by its largest divisor up to VECTOR_LANES; return the inner loop."""
-    extent = int(sch.get(loop).extent)
-    if extent <= VECTOR_LANES:
-        return loop
-    lanes = max(d for d in range(1, VECTOR_LANES + 1) if extent % d == 0)
-    return sch.split(loop, [None, lanes])[-1]
-
-
-def _has_block(sch, name):
-    try:
-        sch.get_sblock(name)
-    except Exception:  # s_tir raises a ScheduleError subclass; any failure means absent
-        return False
-    return True
-
-
-def build_kernel(conv, data_shape, schedule=True):
+def build_kernel(conv, data_shape, schedule=True, num_cores=2):
     """Build the sub-bit conv kernel for ``conv`` on inputs of ``data_shape``.
 
     Parameters
@@ -248,16 +244,20 @@ def build_kernel(conv, data_shape, schedule=True):
         NCHW input shape; C must equal ``conv.in_channels``.
     schedule : bool
         Apply the CPU schedule (True) or return the naive loop nest.
+    num_cores : int
+        Cores the schedule spreads work over.
 
     Returns
     -------
     SubBitKernel
     """
+    from schedules.subbit_schedule import schedule_kernel
+
     if not isinstance(conv, SubBitConv):
         raise TypeError(f"expected a SubBitConv, got {type(conv).__name__}")
     args = build_te(conv, tuple(int(d) for d in data_shape))
     func = te.create_prim_func(args, index_dtype_override=INDEX_DTYPE)
     if schedule:
-        func = schedule_kernel(func)
+        func = schedule_kernel(func, num_cores)
     out_shape = tuple(int(d) for d in args[-1].shape)
     return SubBitKernel(func=func, constants=kernel_constants(conv), out_shape=out_shape)

@@ -55,3 +55,7 @@ class ConfigError(SNNError, ValueError):
 
 class DataError(SNNError):
     """A data set folder is missing or corrupt."""
+
+
+class QemuRunError(SNNError):
+    """A kernel run under qemu-user failed, crashed or timed out; carries the harness's stderr."""

@@ -46,10 +46,10 @@ def test_expected_ir(binary):
     lowered = LowerSubBitConv()(detected)
     conv = SubBitConv.from_dense(weight, padding=1, activation="binary" if binary else "float")
     tvm.ir.assert_structural_equal(lowered, expected_module(conv, binary))
-    # The dense weight is gone: only uint8 indices, int8 codebook and float32 alpha remain.
+    # The dense weight is gone: uint8 indices, the int32 segment table and float32 alpha remain.
     consts = []
     relax.analysis.post_order_visit(lowered["main"].body, lambda e: consts.append(e) if isinstance(e, tvm.ir.GenericConst) else None)
-    assert sorted(str(c.value.dtype) for c in consts) == ["float32", "int8", "uint8"]
+    assert sorted(str(c.value.dtype) for c in consts) == ["float32", "int32", "uint8"]
     assert all(c.value.numpy().nbytes < weight.nbytes / 40 for c in consts)
 
 

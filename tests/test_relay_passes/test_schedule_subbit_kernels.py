@@ -12,7 +12,7 @@ from relay_passes.pipeline import build_pipeline
 from relay_passes.schedule_subbit_kernels import ScheduleSubBitKernels
 from schedules.reference import conv2d_reference
 from schedules.subbit import SubBitConv
-from schedules.subbit_tir import is_subbit_kernel, schedule_kernel
+from schedules.subbit_schedule import is_subbit_kernel, schedule_kernel
 
 SHAPE = (1, 64, 8, 8)
 TARGET = tvm.target.Target({"kind": "llvm"})

@@ -87,9 +87,12 @@ def test_binary_accumulator_is_bit_exact(kernel, tau, cin, cout, hw, geometry):
 def test_kernel_stores_packed_indices_not_dense_weights():
     conv = make_conv(KERNEL_3X3, 5, 64, 64, seed=0, bias=False, padding=1)
     kernel = build_kernel(conv, (1, 64, 8, 8))
-    packed, codebook, alpha = kernel.constants
+    packed, segments, alpha = kernel.constants
     assert packed.dtype == np.uint8 and packed.size == 64 * 64 * 5 // 8 + 1
-    assert codebook.shape == (32, 9) and alpha.shape == (64,)
+    assert segments.shape == (32, 3) and alpha.shape == (64,)
+    # The segment table is the codebook: bit e of [j, s] is element 3s+e < 0.
+    bits = (segments[:, :, None] >> np.arange(3)) & 1
+    np.testing.assert_array_equal(1 - 2 * bits.reshape(32, 9), conv.codebook)
     dense_bytes = conv.to_dense().nbytes
     assert sum(c.nbytes for c in kernel.constants) < dense_bytes / 40
 

@@ -1,0 +1,194 @@
+"""The sub-bit TensorIR kernel cross-compiled for aarch64 and ARMv7, run under qemu-user.
+
+Each kernel is built for the ``aarch64`` or ``pynq`` preset, called by the C
+harness of ``tools/qemu`` and compared with the NumPy reference. The kernels
+have parallel loops, so the harness's TVMBackendParallelLaunch runs too.
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from test_schedules.subbit_strategies import random_alpha, random_codebook
+from tvm import te
+
+from schedules.reference import accumulate_binary, binarize, conv2d_reference
+from schedules.subbit import KERNEL_1X1, KERNEL_3X3, UNIT_1X1, UNIT_3X3, SubBitConv
+from schedules.subbit_tir import build_kernel
+from tvm_snn.errors import InputError, TargetError, ToolchainError
+from tvm_snn.qemu import (
+    FFI_WHEEL,
+    QemuRunError,
+    build_harness,
+    check_emulator,
+    qemu_arch,
+    run_under_qemu,
+)
+
+ARCHS = ("aarch64", "armv7")
+# fp32 kernel vs the float64 reference: one rounding of a sum of up to C*9 terms.
+KERNEL_RTOL = 1e-5
+KERNEL_ATOL = 1e-4
+ZERO_FRACTION = 0.1  # sign(0) = 0 must stay 0
+BATCH = 1
+TAU = 5
+IN_CHANNELS = 16
+OUT_CHANNELS = 12
+IMAGE_HW = (9, 10)
+SHORT_TIMEOUT_S = 1e-3
+DTYPES_SHAPE = (3, 5)
+
+GEOMETRIES = {
+    "3x3-s1": (KERNEL_3X3, {"padding": 1}),
+    "3x3-s2": (KERNEL_3X3, {"padding": 1, "stride": 2}),
+    "1x1-s1": (KERNEL_1X1, {}),
+    "1x1-s2": (KERNEL_1X1, {"stride": 2}),
+}
+
+
+def make_conv(kernel, seed, activation="float", bias=True, **geometry):
+    rng = np.random.default_rng(seed)
+    unit = UNIT_3X3 if kernel == KERNEL_3X3 else UNIT_1X1
+    units = IN_CHANNELS if kernel == KERNEL_3X3 else IN_CHANNELS // UNIT_1X1
+    codebook = random_codebook(rng, 1 << TAU, unit, opposite_free=False)
+    return SubBitConv(
+        kernel_size=kernel,
+        tau=TAU,
+        codebook=codebook,
+        indices=rng.integers(0, len(codebook), (OUT_CHANNELS, units)),
+        alpha=random_alpha(rng, OUT_CHANNELS, positive=False),
+        bias=rng.normal(size=OUT_CHANNELS).astype(np.float32) if bias else None,
+        activation=activation,
+        **geometry,
+    )
+
+
+def make_input(seed, activation):
+    rng = np.random.default_rng(seed)
+    shape = (BATCH, IN_CHANNELS, *IMAGE_HW)
+    x = rng.standard_normal(shape).astype(np.float32)
+    if activation == "binary":
+        x[rng.random(shape) < ZERO_FRACTION] = 0.0
+        x = binarize(x).astype(np.float32)
+    return x
+
+
+def run_kernel(conv, x, arch, **options):
+    kernel = build_kernel(conv, x.shape)
+    (out,) = run_under_qemu(kernel.func, arch, [x, *kernel.constants], [(kernel.out_shape, "float32")], **options)
+    return out
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("activation", ["float", "binary"])
+@pytest.mark.parametrize("geometry", list(GEOMETRIES))
+@pytest.mark.parametrize("arch", ARCHS)
+def test_kernel_matches_reference(arch, geometry, activation):
+    kernel, options = GEOMETRIES[geometry]
+    conv = make_conv(kernel, seed=len(geometry), activation=activation, **options)
+    x = make_input(seed=TAU, activation=activation)
+    np.testing.assert_allclose(run_kernel(conv, x, arch), conv2d_reference(x, conv), rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("geometry", ["3x3-s1", "1x1-s2"])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_binary_accumulator_is_bit_exact(arch, geometry):
+    """With alpha = 1 and no bias, the float output is the int32 accumulator itself."""
+    kernel, options = GEOMETRIES[geometry]
+    conv = make_conv(kernel, seed=TAU, activation="binary", bias=False, **options)
+    unit_alpha = dataclasses.replace(conv, alpha=np.ones(OUT_CHANNELS, np.float32))
+    x = make_input(seed=IN_CHANNELS, activation="binary")
+    expected = accumulate_binary(x, unit_alpha).astype(np.float32)
+    np.testing.assert_array_equal(run_kernel(unit_alpha, x, arch), expected)
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("num_threads", [1, 3])
+def test_thread_counts_give_the_same_result(num_threads):
+    conv = make_conv(KERNEL_3X3, seed=num_threads, padding=1)
+    x = make_input(seed=num_threads, activation="float")
+    out = run_kernel(conv, x, "armv7", num_threads=num_threads)
+    np.testing.assert_allclose(out, conv2d_reference(x, conv), rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
+
+
+@pytest.mark.qemu
+def test_real_libtvm_ffi_on_aarch64():
+    """The kernel also runs with PyPI's aarch64 libtvm_ffi.so (fetched once into the cache)."""
+    conv = make_conv(KERNEL_1X1, seed=1, activation="float", stride=2)
+    x = make_input(seed=1, activation="float")
+    out = run_kernel(conv, x, "aarch64", ffi=FFI_WHEEL)
+    np.testing.assert_allclose(out, conv2d_reference(x, conv), rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
+
+
+def mixed_dtype_func():
+    """Inputs int8, uint8, int32, float32; outputs int32 (a + b + c) and float32 (d * a)."""
+    a = te.placeholder(DTYPES_SHAPE, "int8", "a")
+    b = te.placeholder(DTYPES_SHAPE, "uint8", "b")
+    c = te.placeholder(DTYPES_SHAPE, "int32", "c")
+    d = te.placeholder(DTYPES_SHAPE, "float32", "d")
+    total = te.compute(DTYPES_SHAPE, lambda i, j: a[i, j].astype("int32") + b[i, j].astype("int32") + c[i, j])
+    scaled = te.compute(DTYPES_SHAPE, lambda i, j: d[i, j] * a[i, j].astype("float32"))
+    return te.create_prim_func([a, b, c, d, total, scaled])
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("arch", ARCHS)
+def test_any_number_of_args_and_dtypes(arch):
+    rng = np.random.default_rng(0)
+    a = rng.integers(-128, 128, DTYPES_SHAPE, dtype=np.int8)
+    b = rng.integers(0, 256, DTYPES_SHAPE, dtype=np.uint8)
+    c = rng.integers(-(2**30), 2**30, DTYPES_SHAPE, dtype=np.int32)
+    d = rng.standard_normal(DTYPES_SHAPE).astype(np.float32)
+    outputs = [(DTYPES_SHAPE, "int32"), (DTYPES_SHAPE, "float32")]
+    total, scaled = run_under_qemu(mixed_dtype_func(), arch, [a, b, c, d], outputs)
+    np.testing.assert_array_equal(total, a.astype(np.int32) + b + c)
+    np.testing.assert_array_equal(scaled, d * a.astype(np.float32))
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("arch", ARCHS)
+def test_kernel_error_is_typed_and_carries_the_message(arch):
+    conv = make_conv(KERNEL_1X1, seed=0)
+    x = make_input(seed=0, activation="float")
+    kernel = build_kernel(conv, x.shape)
+    wrong = x[..., 1:]
+    with pytest.raises(QemuRunError, match=r"Invalid data\.shape\[3\] on argument #0"):
+        run_under_qemu(kernel.func, arch, [wrong, *kernel.constants], [(kernel.out_shape, "float32")])
+
+
+@pytest.mark.qemu
+def test_missing_entry_and_timeout_are_typed():
+    func = mixed_dtype_func()
+    zeros = [np.zeros(DTYPES_SHAPE, dtype) for dtype in ("int8", "uint8", "int32", "float32")]
+    outputs = [(DTYPES_SHAPE, "int32"), (DTYPES_SHAPE, "float32")]
+    with pytest.raises(QemuRunError, match="no symbol __tvm_ffi_absent"):
+        run_under_qemu(func, "aarch64", zeros, outputs, entry="absent")
+    with pytest.raises(QemuRunError, match="did not finish"):
+        run_under_qemu(func, "aarch64", zeros, outputs, timeout=SHORT_TIMEOUT_S)
+
+
+@pytest.mark.qemu
+def test_harness_is_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("TVM_SNN_QEMU_CACHE", str(tmp_path))
+    first = build_harness("pynq")
+    stamp = first.executable.stat().st_mtime_ns
+    assert build_harness("armv7") == first
+    assert first.executable.stat().st_mtime_ns == stamp
+    assert first.executable.parent.parent == tmp_path
+
+
+def test_missing_qemu_names_the_package(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolchainError, match=qemu_arch("aarch64").qemu_package):
+        check_emulator("aarch64")
+
+
+def test_bad_arguments_are_typed():
+    func = mixed_dtype_func()
+    with pytest.raises(TargetError, match="no qemu support for arch 'riscv64'"):
+        run_under_qemu(func, "riscv64", [], [])
+    with pytest.raises(InputError, match="input 0 has dtype float64"):
+        run_under_qemu(func, "aarch64", [np.zeros(DTYPES_SHAPE)], [])
+    with pytest.raises(InputError, match=r"output 0 must be a \(shape, dtype\) pair"):
+        run_under_qemu(func, "aarch64", [], [DTYPES_SHAPE])
