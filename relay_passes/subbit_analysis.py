@@ -44,6 +44,7 @@ REASON_FLOAT = "not binary: weights are not +-alpha per output channel"
 REASON_SCALE = "scale not per-channel: +-1 weights under a per-unit or per-element scale"
 REASON_PATTERNS = "too many patterns"
 REASON_UNPROFITABLE = "unprofitable"
+REASON_DISABLED = "SNN lowering disabled by the policy"
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class LoweringPolicy:
     max_tau_3x3: int = DEFAULT_MAX_TAU_3X3
     max_tau_1x1: int = DEFAULT_MAX_TAU_1X1
     profit_ratio: float = DEFAULT_PROFIT_RATIO
+    enabled: bool = True
 
     def __post_init__(self):
         for field, top in (("max_tau_3x3", MAX_TAU_3X3), ("max_tau_1x1", MAX_TAU_1X1)):
@@ -184,6 +186,8 @@ def analyze_conv(name, call, var2val, policy):
     cap = policy.max_tau_3x3 if kernel == KERNEL_3X3 else policy.max_tau_1x1
     if conv.tau > cap:
         return dense(f"{REASON_PATTERNS}: {conv.num_codewords} patterns need tau={conv.tau} > {cap}", conv.tau)
+    if not policy.enabled:
+        return dense(REASON_DISABLED, conv.tau)
     out_hw = _shape(call)[2:]
     dense_ops, snn_ops = op_ops(conv, out_hw)
     stored = sum(array.nbytes for array in kernel_constants(conv))

@@ -128,11 +128,15 @@ def segment_table(conv):
     """Per codeword and segment, the segment's sign pattern as an integer.
 
     Bit ``e`` of entry ``[j, s]`` is set when element ``e`` of segment ``s``
-    of codeword ``j`` is -1.
+    of codeword ``j`` is -1. There are ``2**tau`` rows; rows past the
+    codebook repeat row 0 and are never gathered.
     """
     segments, seg_len = segment_shape(conv)
     bits = (np.asarray(conv.codebook) < 0).reshape(conv.num_codewords, segments, seg_len)
-    return (bits.astype(np.int32) << np.arange(seg_len, dtype=np.int32)).sum(-1).astype(np.int32)
+    table = (bits.astype(np.int32) << np.arange(seg_len, dtype=np.int32)).sum(-1).astype(np.int32)
+    # Rows up to 2**tau (copies of row 0), so an index masked to tau bits is in range.
+    filler = np.repeat(table[:1], (1 << conv.tau) - conv.num_codewords, axis=0)
+    return np.concatenate([table, filler])
 
 
 def segment_shape(conv):
@@ -165,17 +169,17 @@ def _segment_stage(padded, conv, out_hw, width, dtype):
 def _response_stage(seg, table, conv):
     """``resp[n, u, j, oh, ow]``: the sum of codeword ``j``'s segments."""
     segments, seg_len = segment_shape(conv)
-    last = (1 << seg_len) - 1
+    mask = (1 << seg_len) - 1  # a no-op on the table that bounds the index for the schedule
     n_batch, units, _, _, out_h, width = seg.shape
 
     def response(n, u, j, oh, ow):
         total = None
         for s in range(segments):
-            term = seg[n, u, s, te.max(te.min(table[j, s], last), 0), oh, ow]
+            term = seg[n, u, s, table[j, s] & mask, oh, ow]
             total = term if total is None else total + term
         return total
 
-    return te.compute((n_batch, units, conv.num_codewords, out_h, width), response, name=BLOCK_RESP)
+    return te.compute((n_batch, units, 1 << conv.tau, out_h, width), response, name=BLOCK_RESP)
 
 
 def build_te(conv, data_shape):
@@ -216,12 +220,11 @@ def build_te(conv, data_shape):
     padded = topi.nn.pad(source, [0, 0, top, left], [0, 0, bottom, right], name=BLOCK_PAD)
     idx = _unpack_stage(packed, conv)
     resp = _response_stage(_segment_stage(padded, conv, out_hw, row, resp_dtype), table, conv)
-    last = conv.num_codewords - 1
+    mask = (1 << conv.tau) - 1  # a no-op on unpacked indices that bounds the gather
     u = te.reduce_axis((0, conv.num_units), "u")
     acc = te.compute(
         (n_batch, conv.out_channels, out_hw[0], row),
-        # The clamp is free (indices are < K) and bounds the gather for the schedule.
-        lambda n, o, oh, ow: te.sum(resp[n, u, te.max(te.min(idx[o, u], last), 0), oh, ow].astype(acc_dtype), axis=u),
+        lambda n, o, oh, ow: te.sum(resp[n, u, idx[o, u] & mask, oh, ow].astype(acc_dtype), axis=u),
         name=BLOCK_ACC,
     )
 

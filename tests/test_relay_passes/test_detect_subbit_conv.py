@@ -99,6 +99,14 @@ def test_tau_cap_is_a_policy():
     assert layers[0].reason.startswith("too many patterns") and layers[0].tau == 6
 
 
+def test_disabled_policy_keeps_everything_dense():
+    before = conv_module(subbit_weight(64, 64, tau=5), SHAPE)
+    layers = []
+    after = DetectSubBitConv(layers, LoweringPolicy(enabled=False))(before)
+    tvm.ir.assert_structural_equal(after, before)
+    assert layers[0].tau == 5 and layers[0].reason == "SNN lowering disabled by the policy"
+
+
 def test_detected_module_computes_the_same():
     weight = subbit_weight(64, 64, tau=4, seed=3)
     before = conv_module(weight, SHAPE, binary=True)

@@ -1,0 +1,123 @@
+"""Sub-bit conv layers against ONNX Runtime, PyTorch and TVM's dense conv.
+
+ResNet-18's 3x3 layer shapes (64x56, 128x28, 256x14, 512x7), batch 1 and 8,
+float and binary (``Sign``) activations, tau = 4, 5, 6. Every case is one
+``[Sign ->] Conv`` ONNX graph whose weight is exactly ``alpha * P[idx]``;
+tvm-snn compiles it through the full pipeline (detection, lowering, fused
+kernels), and the peers run the same graph in the same process, interleaved,
+with 2 threads each. Prints ratios (peer time / tvm-snn time) and writes
+``results/bench_layers.json`` and ``.png``.
+
+Run: ``.venv/bin/python benchmarks/bench_layers.py [--quick]``.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from peers import (  # noqa: E402
+    DENSE_POLICY,
+    conv_onnx,
+    machine,
+    ort_runner,
+    plot_ratios,
+    torch_conv_runner,
+    tvm_runner,
+    write_results,
+)
+
+from schedules.subbit import SubBitConv  # noqa: E402
+from tvm_snn.benchmarking import time_interleaved  # noqa: E402
+
+SHAPES = [(64, 56), (128, 28), (256, 14), (512, 7)]
+BATCHES = [1, 8]
+TAUS = [4, 5, 6]
+ACTIVATIONS = ["float", "binary"]
+TIME_BUDGET_S = 3.0
+MIN_REPEAT, MAX_REPEAT = 5, 40
+CHECK_ATOL = 1e-3
+PEERS = ["onnxruntime", "pytorch", "tvm_dense"]
+
+
+def subbit_weight(channels, tau, seed):
+    """A ``channels x channels x 3 x 3`` weight with 2**tau patterns and signed alpha."""
+    rng = np.random.default_rng(seed)
+    codes = rng.choice(512, 1 << tau, replace=False)
+    book = 2 * ((codes[:, None] >> np.arange(9)) & 1) - 1
+    idx = rng.integers(0, len(book), (channels, channels))
+    alpha = rng.uniform(0.5, 1.5, channels) * rng.choice([-1, 1], channels)
+    conv = SubBitConv.from_codes(book.astype(np.int8), idx, alpha.astype(np.float32), tau=tau, padding=1)
+    return conv.to_dense()
+
+
+def repeats_for(runners):
+    """Rounds that fit the time budget, from one timed call of each runner."""
+    slowest = 0.0
+    for run in runners.values():
+        start = time.perf_counter()
+        run()
+        slowest = max(slowest, time.perf_counter() - start)
+    per_round = slowest * len(runners)
+    return int(np.clip(TIME_BUDGET_S / max(per_round, 1e-6), MIN_REPEAT, MAX_REPEAT))
+
+
+def run_case(channels, size, batch, tau, activation, target):
+    weight = subbit_weight(channels, tau, seed=channels + tau)
+    shape = (batch, channels, size, size)
+    x = np.random.default_rng(batch).standard_normal(shape).astype(np.float32)
+    binary = activation == "binary"
+    model = conv_onnx(weight, shape, padding=1, binary=binary)
+    ours, cm = tvm_runner(model, x, target)
+    assert [layer.lowered for layer in cm.snn_layers] == [True], cm.report()
+    runners = {
+        "tvm_snn": ours,
+        "onnxruntime": ort_runner(model, x),
+        "pytorch": torch_conv_runner(weight, x, padding=1, binary=binary),
+        "tvm_dense": tvm_runner(model, x, target, DENSE_POLICY)[0],
+    }
+    reference = runners["onnxruntime"]()
+    np.testing.assert_allclose(ours(), reference, rtol=1e-4, atol=CHECK_ATOL)
+    stats = time_interleaved(runners, repeat=repeats_for(runners), warmup=1)
+    ms = {name: stat["median_ms"] for name, stat in stats.items()}
+    return {
+        "channels": channels,
+        "size": size,
+        "batch": batch,
+        "tau": tau,
+        "activation": activation,
+        "median_ms": ms,
+        "ratios": {peer: ms[peer] / ms["tvm_snn"] for peer in PEERS},
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", default="x86")
+    parser.add_argument("--quick", action="store_true", help="tau=5, batch 1 only")
+    args = parser.parse_args(argv)
+    taus, batches = ([5], [1]) if args.quick else (TAUS, BATCHES)
+    rows = []
+    print(f"{'case':<28} {'tvm-snn ms':>10} " + " ".join(f"{p:>12}" for p in PEERS))
+    for activation in ACTIVATIONS:
+        for tau in taus:
+            for batch in batches:
+                for channels, size in SHAPES:
+                    row = run_case(channels, size, batch, tau, activation, args.target)
+                    rows.append(row)
+                    label = f"{activation[:3]} t{tau} b{batch} {channels}x{size}"
+                    ratios = " ".join(f"{row['ratios'][p]:>11.2f}x" for p in PEERS)
+                    print(f"{label:<28} {row['median_ms']['tvm_snn']:>10.3f} {ratios}", flush=True)
+    name = "bench_layers_quick" if args.quick else "bench_layers"
+    print("wrote", write_results(name, {"machine": machine(), "cases": rows}))
+    labels = [f"{r['activation'][:3]} t{r['tau']} b{r['batch']} {r['channels']}x{r['size']}" for r in rows]
+    series = {peer: [r["ratios"][peer] for r in rows] for peer in PEERS}
+    print("wrote", plot_ratios(name, labels, series, "sub-bit conv layers: speed-up of tvm-snn"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Peers for the benchmarks: ONNX Runtime, PyTorch and TVM's dense path.
+
+Every peer runs in this process with the same thread count. Timing is
+interleaved (one call of each peer per round, see
+``tvm_snn.benchmarking.time_interleaved``) and the median is reported.
+"""
+
+import json
+import os
+import platform
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+import tvm_snn
+from relay_passes.subbit_analysis import LoweringPolicy
+
+THREADS = 2
+OPSET = 17
+IR_VERSION = 8
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+# TVM's own dense path on the same model.
+DENSE_POLICY = LoweringPolicy(enabled=False)
+
+
+def conv_onnx(weight, shape, padding, stride=1, binary=False):
+    """An ONNX graph ``[Sign ->] Conv`` with a constant weight."""
+    kernel = weight.shape[2]
+    out_hw = [(d + 2 * padding - kernel) // stride + 1 for d in shape[2:]]
+    nodes, source = [], "x"
+    if binary:
+        nodes.append(helper.make_node("Sign", ["x"], ["s"]))
+        source = "s"
+    nodes.append(helper.make_node("Conv", [source, "w"], ["y"], pads=[padding] * 4, strides=[stride] * 2))
+    graph = helper.make_graph(
+        nodes,
+        "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [shape[0], weight.shape[0], *out_hw])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
+
+
+def ort_runner(model, x):
+    """A zero-argument callable running ONNX Runtime on ``x``."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = THREADS
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda: session.run(None, {name: x})[0]
+
+
+def torch_conv_runner(weight, x, padding, stride=1, binary=False):
+    """PyTorch's conv2d (oneDNN) on the same weight."""
+    torch.set_num_threads(THREADS)
+    w, t = torch.from_numpy(weight), torch.from_numpy(x)
+
+    def run():
+        with torch.no_grad():
+            data = torch.sign(t) if binary else t
+            return torch.nn.functional.conv2d(data, w, padding=padding, stride=stride).numpy()
+
+    return run
+
+
+def tvm_runner(model, x, target, policy=None):
+    """``tvm_snn.compile`` on an ONNX model; returns (runner, CompiledModel)."""
+    cm = tvm_snn.compile(model, target=target, snn_policy=policy)
+    return (lambda: cm(x)), cm
+
+
+def machine():
+    """What the results were measured on."""
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "threads": THREADS,
+        "torch": torch.__version__,
+        "onnxruntime": ort.__version__,
+        "onnx": onnx.__version__,
+    }
+
+
+def write_results(name, payload):
+    """Write ``benchmarks/results/<name>.json``."""
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    path = os.path.join(RESULTS_DIR, f"{name}.json")
+    with open(path, "w") as handle:
+        json.dump(payload, handle, indent=2)
+    return path
+
+
+def plot_ratios(name, labels, series, title):
+    """Bar chart of speed-up ratios (peer time / ours), one bar group per label."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6, len(labels) * 0.6), 4))
+    width = 0.8 / max(len(series), 1)
+    for i, (peer, values) in enumerate(series.items()):
+        ax.bar(np.arange(len(labels)) + i * width, values, width, label=peer)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(np.arange(len(labels)) + width * (len(series) - 1) / 2)
+    ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("peer time / tvm-snn time")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = os.path.join(RESULTS_DIR, f"{name}.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
