@@ -5,7 +5,7 @@ passes spliced in:
 
 1. DetectSubBitConv, LowerSubBitConv on the imported graph;
 2. TVM's library dispatch and legalization (LegalizeOps ... FuseOps, FuseTIR);
-3. ScheduleSubBitKernels on the fused kernels;
+3. ScheduleSubBitKernels on the fused kernels, ScheduleDenseFallback on the rest;
 4. TVM's dataflow lowering and finalization.
 """
 
@@ -16,6 +16,7 @@ from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
 
 from relay_passes.detect_subbit_conv import DetectSubBitConv
 from relay_passes.lower_subbit_conv import LowerSubBitConv
+from relay_passes.schedule_dense_fallback import ScheduleDenseFallback
 from relay_passes.schedule_subbit_kernels import ScheduleSubBitKernels
 
 
@@ -49,7 +50,7 @@ def build_pipeline(target, layers, policy=None):
         snn_passes(layers, policy)
         + cpu.library_dispatch_passes(target)
         + cpu.legalize_passes(target)
-        + [ScheduleSubBitKernels(target_cores(target))]
+        + [ScheduleSubBitKernels(target_cores(target)), ScheduleDenseFallback()]
         + cpu.dataflow_lower_passes(target)
         + cpu.finalize_passes(target)
     )
