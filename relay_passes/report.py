@@ -33,6 +33,8 @@ class LayerReport:
     stored_bytes : int
         Bytes of this conv's weight constants in the artifact: packed indices,
         codebook, alpha and bias when lowered, the float32 weight otherwise.
+    frontend_tau : int or None
+        Tau from the training frontend's metadata, when the model carries it.
     """
 
     name: str
@@ -44,6 +46,7 @@ class LayerReport:
     reason: str = ""
     weights: int = 0
     stored_bytes: int = 0
+    frontend_tau: int | None = None
 
     @property
     def mbit(self):

@@ -78,13 +78,16 @@ class CompiledModel:
         The input signature.
     layers : list of LayerReport
         What the SNN passes decided, one entry per conv.
+    metadata_problems : list of str, optional
+        Where the detector and the training frontend's metadata disagree.
     """
 
-    def __init__(self, module, target, inputs, layers):
+    def __init__(self, module, target, inputs, layers, metadata_problems=()):
         self._module = module
         self.target = dict(target)
         self.inputs = list(inputs)
         self.snn_layers = list(layers)
+        self.metadata_problems = list(metadata_problems)
         self._vm = None
 
     @property
@@ -184,6 +187,10 @@ class CompiledModel:
         lines = [f"target: {json.dumps(self.target)}"]
         lines += [f"input {spec.name}: {spec.dtype}{list(spec.shape)}" for spec in self.inputs]
         lines.append(format_table(self.snn_layers))
+        checked = [layer for layer in self.snn_layers if layer.frontend_tau is not None]
+        if checked or self.metadata_problems:
+            lines.append(f"frontend metadata: {len(checked)} conv(s) matched, {len(self.metadata_problems)} disagreement(s)")
+            lines += [f"  {problem}" for problem in self.metadata_problems]
         return "\n".join(lines)
 
     def export_library(self, path):
@@ -210,6 +217,7 @@ class CompiledModel:
             "arch": self.arch,
             "inputs": [spec.to_json() for spec in self.inputs],
             "layers": [layer.to_json() for layer in self.snn_layers],
+            "metadata_problems": self.metadata_problems,
             "sha256": _sha256(path),
             "tvm_version": tvm.__version__,
         }
@@ -279,4 +287,4 @@ def load(path):
         raise ArtifactError(f"TVM cannot load {os.fspath(path)}: {err}") from err
     inputs = [InputSpec.from_json(item) for item in manifest["inputs"]]
     layers = [LayerReport.from_json(item) for item in manifest["layers"]]
-    return CompiledModel(module, target, inputs, layers)
+    return CompiledModel(module, target, inputs, layers, manifest.get("metadata_problems", []))

@@ -1,12 +1,15 @@
 """``tvm_snn.compile``: import, run the SNN pipeline, build."""
 
+import os
+
 import tvm
 
+from relay_passes.frontend_metadata import cross_check, read_entries
 from relay_passes.pipeline import build_pipeline
 from relay_passes.subbit_analysis import LoweringPolicy
 from tvm_snn.compiled import CompiledModel
 from tvm_snn.errors import CompileError, ConfigError
-from tvm_snn.importers import input_specs, to_relax
+from tvm_snn.importers import input_specs, load_onnx, onnx_metadata, to_relax
 from tvm_snn.target import parse_target, target_spec
 
 
@@ -42,6 +45,8 @@ def compile(model, target="x86", example_inputs=None, tuning_db=None, snn_policy
         raise CompileError("tuning_db is not supported yet: MetaSchedule tuning lands with the tuning issue")
     spec = target_spec(target)
     tvm_target = parse_target(spec)
+    if isinstance(model, (str, os.PathLike)):
+        model = load_onnx(model)  # read once: for the graph and its metadata
     mod = to_relax(model, example_inputs)
     inputs = input_specs(mod)
     layers = []
@@ -49,4 +54,6 @@ def compile(model, target="x86", example_inputs=None, tuning_db=None, snn_policy
         executable = tvm.compile(mod, target=tvm_target, relax_pipeline=build_pipeline(tvm_target, layers, snn_policy))
     except Exception as err:  # TVM raises InternalError/TVMError/ValueError here
         raise CompileError(f"TVM failed to build the model for {spec}: {err}") from err
-    return CompiledModel(executable, spec, inputs, layers)
+    entries = read_entries(onnx_metadata(model))
+    problems = cross_check(layers, entries) if entries else []
+    return CompiledModel(executable, spec, inputs, layers, problems)

@@ -95,7 +95,7 @@ def _from_exported(program):
         raise ModelImportError(f"converting the exported program to Relax failed: {err}") from err
 
 
-def _load_onnx(path):
+def load_onnx(path):
     import onnx
 
     path = os.fspath(path)
@@ -187,7 +187,7 @@ def to_relax(model, example_inputs=None):
     if isinstance(model, tvm.IRModule):
         mod = model
     elif isinstance(model, (str, os.PathLike)):
-        mod = _from_onnx(_load_onnx(model), example_inputs)
+        mod = _from_onnx(load_onnx(model), example_inputs)
     elif _is_onnx_model(model):
         mod = _from_onnx(model, example_inputs)
     elif _is_exported_program(model):
@@ -202,6 +202,13 @@ def to_relax(model, example_inputs=None):
     if "main" not in [gv.name_hint for gv in mod.get_global_vars()]:
         raise ModelImportError("the Relax module has no 'main' function")
     return mod
+
+
+def onnx_metadata(model):
+    """The ``metadata_props`` of an ONNX model (object or path); empty otherwise."""
+    if isinstance(model, (str, os.PathLike)):
+        model = load_onnx(model)
+    return list(model.metadata_props) if _is_onnx_model(model) else []
 
 
 def input_specs(mod):

@@ -1,0 +1,67 @@
+"""Cross-check the detector's findings with the training frontend's metadata.
+
+The frontend's ONNX export lists its sub-bit convs (kernel, tau, codebook,
+shapes) under the ``metadata_props`` key ``tvm_snn.layers`` (see
+``tvm_snn.train.exporter``). Detection never needs it; when it is there,
+each entry is matched, in order, to the next conv of the same kernel and
+weight count, and the report says where the two disagree.
+"""
+
+import json
+
+LAYERS_KEY = "tvm_snn.layers"
+UNIT_WEIGHTS = {"3x3": 9, "1x1": 1}
+
+
+def read_entries(metadata_props):
+    """Return the frontend's layer list from ONNX ``metadata_props``, or None."""
+    for prop in metadata_props:
+        if prop.key == LAYERS_KEY:
+            try:
+                entries = json.loads(prop.value)
+            except json.JSONDecodeError:
+                return None
+            return entries if isinstance(entries, list) else None
+    return None
+
+
+def _weights(entry):
+    return int(entry["out_channels"]) * int(entry["in_channels"]) * UNIT_WEIGHTS.get(entry["kernel"], 0)
+
+
+def cross_check(layers, entries):
+    """Record the frontend's tau on each matched report; note disagreements.
+
+    Parameters
+    ----------
+    layers : list of LayerReport
+        The detector's reports, in graph order; updated in place.
+    entries : list of dict
+        The frontend's layers, in module order.
+
+    Returns
+    -------
+    list of str
+        One line per disagreement (an entry with no matching conv, a conv
+        the frontend calls sub-bit that the detector did not, or more
+        patterns than the frontend's tau allows).
+    """
+    problems = []
+    start = 0
+    for entry in entries:
+        match = next(
+            (i for i in range(start, len(layers)) if layers[i].kernel == entry.get("kernel") and layers[i].weights == _weights(entry)),
+            None,
+        )
+        if match is None:
+            problems.append(f"frontend layer {entry.get('module')!r} matches no conv in the graph")
+            continue
+        start = match + 1
+        layer, tau = layers[match], int(entry["tau"])
+        layer.frontend_tau = tau
+        if layer.tau is None:
+            problems.append(f"{layer.name}: the frontend says tau={tau}, the detector found no sub-bit form")
+            layer.reason = f"{layer.reason} (frontend metadata: tau={tau})"
+        elif layer.tau > tau:
+            problems.append(f"{layer.name}: detected tau={layer.tau} > frontend tau={tau}")
+    return problems
