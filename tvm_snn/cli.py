@@ -1,4 +1,4 @@
-"""The ``tvm-snn`` command line: compile, run and bench.
+"""The ``tvm-snn`` command line: compile, run and bench; train and export (``tvm_snn.train.cli``).
 
 Each subcommand mirrors the Python API and has ``--help``. Errors from
 ``tvm_snn.errors`` print as one line and exit with status 2.
@@ -99,6 +99,10 @@ def build_parser():
     bench.add_argument("--input", action="append", help=".npy file per input, in order")
     bench.add_argument("--repeat", type=int, default=50)
     bench.set_defaults(func=_cmd_bench)
+
+    from tvm_snn.train.cli import add_commands as add_train_commands
+
+    add_train_commands(sub)
     return parser
 
 
