@@ -33,6 +33,7 @@ from peers import (  # noqa: E402
 
 from schedules.subbit import SubBitConv  # noqa: E402
 from tvm_snn.benchmarking import time_interleaved  # noqa: E402
+from tvm_snn.threads import default_to_all_cores  # noqa: E402
 
 SHAPES = [(64, 56), (128, 28), (256, 14), (512, 7)]
 BATCHES = [1, 8]
@@ -73,7 +74,9 @@ def run_case(channels, size, batch, tau, activation, target):
     binary = activation == "binary"
     model = conv_onnx(weight, shape, padding=1, binary=binary)
     ours, cm = tvm_runner(model, x, target)
-    assert [layer.lowered for layer in cm.snn_layers] == [True], cm.report()
+    (layer,) = cm.snn_layers
+    if not layer.lowered:  # the cost model keeps it dense: nothing of ours to time
+        return {"channels": channels, "size": size, "batch": batch, "tau": tau, "activation": activation, "lowered": False, "reason": layer.reason}
     runners = {
         "tvm_snn": ours,
         "onnxruntime": ort_runner(model, x),
@@ -90,6 +93,7 @@ def run_case(channels, size, batch, tau, activation, target):
         "batch": batch,
         "tau": tau,
         "activation": activation,
+        "lowered": True,
         "median_ms": ms,
         "ratios": {peer: ms[peer] / ms["tvm_snn"] for peer in PEERS},
     }
@@ -100,6 +104,7 @@ def main(argv=None):
     parser.add_argument("--target", default="x86")
     parser.add_argument("--quick", action="store_true", help="tau=5, batch 1 only")
     args = parser.parse_args(argv)
+    default_to_all_cores()
     taus, batches = ([5], [1]) if args.quick else (TAUS, BATCHES)
     rows = []
     print(f"{'case':<28} {'tvm-snn ms':>10} " + " ".join(f"{p:>12}" for p in PEERS))
@@ -110,10 +115,14 @@ def main(argv=None):
                     row = run_case(channels, size, batch, tau, activation, args.target)
                     rows.append(row)
                     label = f"{activation[:3]} t{tau} b{batch} {channels}x{size}"
+                    if not row["lowered"]:
+                        print(f"{label:<28} not lowered: {row['reason']}", flush=True)
+                        continue
                     ratios = " ".join(f"{row['ratios'][p]:>11.2f}x" for p in PEERS)
                     print(f"{label:<28} {row['median_ms']['tvm_snn']:>10.3f} {ratios}", flush=True)
     name = "bench_layers_quick" if args.quick else "bench_layers"
     print("wrote", write_results(name, {"machine": machine(), "cases": rows}))
+    rows = [r for r in rows if r["lowered"]]
     labels = [f"{r['activation'][:3]} t{r['tau']} b{r['batch']} {r['channels']}x{r['size']}" for r in rows]
     series = {peer: [r["ratios"][peer] for r in rows] for peer in PEERS}
     print("wrote", plot_ratios(name, labels, series, "sub-bit conv layers: speed-up of tvm-snn"))

@@ -20,6 +20,7 @@ from tvm_snn.benchmarking import time_interleaved
 from tvm_snn.errors import ArtifactError, InputError, NotRunnableError
 from tvm_snn.importers import InputSpec
 from tvm_snn.target import runs_on_host, target_arch
+from tvm_snn.threads import current_threads
 from tvm_snn.toolchain import fcompile_for
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -174,13 +175,15 @@ class CompiledModel:
         Returns
         -------
         dict
-            ``median_ms``, ``mean_ms``, ``std_ms``, ``min_ms`` and ``repeat``.
+            ``median_ms``, ``mean_ms``, ``std_ms``, ``min_ms``, ``repeat`` and
+            ``threads`` (TVM's thread count; see :mod:`tvm_snn.threads`).
         """
         arrays = self._check(inputs if inputs is not None else self.random_inputs())
         machine = self._machine()
         tensors = [tvm.runtime.tensor(array) for array in arrays]
         main = machine["main"]
-        return time_interleaved({"model": lambda: main(*tensors)}, repeat, warmup)["model"]
+        stats = time_interleaved({"model": lambda: main(*tensors)}, repeat, warmup)["model"]
+        return {**stats, "threads": current_threads()}
 
     def report(self):
         """Return the compile report: target, inputs and the per-conv table."""
