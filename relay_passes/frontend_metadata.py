@@ -3,7 +3,7 @@
 The frontend's ONNX export lists its sub-bit convs (kernel, tau, codebook,
 shapes) under the ``metadata_props`` key ``tvm_snn.layers`` (see
 ``tvm_snn.train.exporter``). Detection never needs it; when it is there,
-each entry is matched, in order, to the next conv of the same kernel and
+each entry is matched to the first unmatched conv of the same kernel and
 weight count, and the report says where the two disagree.
 """
 
@@ -47,16 +47,22 @@ def cross_check(layers, entries):
         patterns than the frontend's tau allows).
     """
     problems = []
-    start = 0
+    taken = set()
     for entry in entries:
+        # Module order and graph order can differ (a shortcut traced before its block's
+        # second conv), so take the first unmatched conv of the same shape.
         match = next(
-            (i for i in range(start, len(layers)) if layers[i].kernel == entry.get("kernel") and layers[i].weights == _weights(entry)),
+            (
+                i
+                for i, layer in enumerate(layers)
+                if i not in taken and layer.kernel == entry.get("kernel") and layer.weights == _weights(entry)
+            ),
             None,
         )
         if match is None:
             problems.append(f"frontend layer {entry.get('module')!r} matches no conv in the graph")
             continue
-        start = match + 1
+        taken.add(match)
         layer, tau = layers[match], int(entry["tau"])
         layer.frontend_tau = tau
         if layer.tau is None:

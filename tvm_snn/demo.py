@@ -32,6 +32,8 @@ THREADS = 2
 CHECK_RTOL = 1e-3
 CHECK_ATOL = 1e-3
 BYTES_PER_MB = 1e6
+# Binary nets: ours may differ from ONNX Runtime at most this much more than TVM's dense path does.
+BINARY_SLACK = 2.0
 
 
 def _ort_session(path):
@@ -39,19 +41,36 @@ def _ort_session(path):
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = THREADS
+    # No spin-waiting after a run: interleaved peers would lose the cores to it.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: x})[0]
 
 
-def _compile_and_check(path, x, target, label):
+def _compile_and_check(path, x, target, label, binary=False):
+    """Compile ``path``, check it against ONNX Runtime, print the report.
+
+    With binary activations, ``sign`` turns float rounding differences near 0
+    into whole flipped inputs, so two correct implementations differ: the
+    check then asks that ours is no further from ONNX Runtime than TVM's own
+    dense path on the same model.
+    """
     import tvm_snn
+    from relay_passes.subbit_analysis import LoweringPolicy
 
     cm = tvm_snn.compile(str(path), target=target)
     ort_run = _ort_session(path)
     ours, theirs = cm(x), ort_run(x)
-    np.testing.assert_allclose(ours, theirs, rtol=CHECK_RTOL, atol=CHECK_ATOL)
-    print(f"{label}: output matches ONNX Runtime (max |diff| {np.abs(ours - theirs).max():.2e})")
+    diff = float(np.abs(ours - theirs).max())
+    if binary:
+        dense = tvm_snn.compile(str(path), target=target, snn_policy=LoweringPolicy(enabled=False))(x)
+        dense_diff = float(np.abs(dense - theirs).max())
+        assert diff <= BINARY_SLACK * max(dense_diff, CHECK_ATOL), (diff, dense_diff)
+        print(f"{label}: max |diff| vs ONNX Runtime {diff:.2e}; TVM's dense path on the same model: {dense_diff:.2e}")
+    else:
+        np.testing.assert_allclose(ours, theirs, rtol=CHECK_RTOL, atol=CHECK_ATOL)
+        print(f"{label}: output matches ONNX Runtime (max |diff| {diff:.2e})")
     print(cm.report())
     return cm, ort_run
 
@@ -72,7 +91,7 @@ def build_resnet18(binary, out_dir, seed=0):
     """The frontend's CIFAR ResNet-18 at 0.56 bit, frozen and exported; returns (torch model, onnx path)."""
     import torch
 
-    from tvm_snn.train import SNNConfig, build_model, export, freeze
+    from tvm_snn.train import SNNConfig, build_model, convert, export
 
     config = SNNConfig(tau_3x3=SUBBIT_TAU, tau_1x1=SUBBIT_TAU, binary_act=binary, seed=seed)
     model = build_model("resnet18", CIFAR_CLASSES, 3, config, stem="cifar", seed=seed).eval()
@@ -80,7 +99,7 @@ def build_resnet18(binary, out_dir, seed=0):
     path = os.path.join(out_dir, f"{name}.onnx")
     example = torch.zeros(CIFAR_SHAPE)
     export(model, example, path, write_pt2=False)
-    return freeze(model).eval(), path
+    return convert(model).eval(), path
 
 
 def step_resnet18(out_dir, target, repeat):
@@ -94,7 +113,7 @@ def step_resnet18(out_dir, target, repeat):
         label = "0.56/1" if binary else "0.56/32"
         print(f"[2/4] CIFAR ResNet-18 at W/A {label}: export, compile, check")
         model, path = build_resnet18(binary, out_dir)
-        cm, ort_run = _compile_and_check(path, x, target, f"      ResNet-18 {label}")
+        cm, ort_run = _compile_and_check(path, x, target, f"      ResNet-18 {label}", binary)
         tensor = torch.from_numpy(x)
 
         def run_torch(model=model, tensor=tensor):
