@@ -1,0 +1,89 @@
+"""CIFAR ResNet-18 SNNs end to end against ONNX Runtime and PyTorch.
+
+The training frontend's CIFAR ResNet-18 at 0.56 bit (tau=5 for the 3x3 convs
+and the 1x1 shortcuts), float activations (W/A 0.56/32) and binary ones
+(0.56/1), exported to ONNX. tvm-snn compiles the ONNX file; ONNX Runtime runs
+the same file; PyTorch runs the frozen model; TVM's dense path compiles the
+same file with SNN lowering off. Same process, interleaved, 2 threads each,
+batch 1 and 8. Writes ``results/bench_models.json`` and ``.png``.
+
+Run: ``.venv/bin/python benchmarks/bench_models.py``.
+"""
+
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from peers import DENSE_POLICY, THREADS, machine, ort_runner, plot_ratios, tvm_runner, write_results  # noqa: E402
+
+from tvm_snn.benchmarking import time_interleaved  # noqa: E402
+from tvm_snn.demo import build_resnet18  # noqa: E402
+from tvm_snn.threads import default_to_all_cores  # noqa: E402
+
+BATCHES = [1, 8]
+REPEAT = 20
+PEERS = ["onnxruntime", "pytorch", "tvm_dense"]
+
+
+def run_model(binary, batch, out_dir):
+    import onnx
+    import torch
+
+    from tvm_snn.train import export
+
+    torch.set_num_threads(THREADS)
+    model, path = build_resnet18(binary, out_dir)
+    if batch != 1:  # re-trace at this batch size
+        path = os.path.join(out_dir, f"b{batch}_{os.path.basename(path)}")
+        export(model, torch.zeros(batch, 3, 32, 32), path, write_pt2=False)
+    onnx_model = onnx.load(path)
+    x = np.random.default_rng(batch).standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    ours, cm = tvm_runner(onnx_model, x, "x86")
+    tensor = torch.from_numpy(x)
+
+    def run_torch():
+        with torch.no_grad():
+            return model(tensor)
+
+    runners = {
+        "tvm_snn": ours,
+        "onnxruntime": ort_runner(onnx_model, x),
+        "pytorch": run_torch,
+        "tvm_dense": tvm_runner(onnx_model, x, "x86", DENSE_POLICY)[0],
+    }
+    stats = time_interleaved(runners, repeat=REPEAT, warmup=2)
+    ms = {name: stat["median_ms"] for name, stat in stats.items()}
+    return {
+        "model": "resnet18-cifar",
+        "wa": "0.56/1" if binary else "0.56/32",
+        "batch": batch,
+        "lowered": sum(layer.lowered for layer in cm.snn_layers),
+        "median_ms": ms,
+        "ratios": {peer: ms[peer] / ms["tvm_snn"] for peer in PEERS},
+    }
+
+
+def main():
+    default_to_all_cores()
+    rows = []
+    print(f"{'case':<24} {'tvm-snn ms':>10} " + " ".join(f"{p:>12}" for p in PEERS))
+    with tempfile.TemporaryDirectory() as out_dir:
+        for binary in (False, True):
+            for batch in BATCHES:
+                row = run_model(binary, batch, out_dir)
+                rows.append(row)
+                label = f"ResNet-18 {row['wa']} b{batch}"
+                ratios = " ".join(f"{row['ratios'][p]:>11.2f}x" for p in PEERS)
+                print(f"{label:<24} {row['median_ms']['tvm_snn']:>10.3f} {ratios}", flush=True)
+    print("wrote", write_results("bench_models", {"machine": machine(), "cases": rows}))
+    labels = [f"{r['wa']} b{r['batch']}" for r in rows]
+    series = {peer: [r["ratios"][peer] for r in rows] for peer in PEERS}
+    print("wrote", plot_ratios("bench_models", labels, series, "CIFAR ResNet-18 SNN: speed-up of tvm-snn"))
+
+
+if __name__ == "__main__":
+    main()
