@@ -110,6 +110,11 @@ def accumulator_dtype(conv):
     return "int16" if conv.num_units * conv.unit_size <= INT16_LIMIT else INT_DTYPE
 
 
+def index_dtype(tau):
+    """The narrowest type that holds a tau-bit index: the gather streams these per tile."""
+    return "uint8" if tau <= BITS_PER_BYTE else "int16"
+
+
 def _unpack_stage(packed, conv):
     units, tau = conv.num_units, conv.tau
     mask = (1 << tau) - 1
@@ -119,7 +124,7 @@ def _unpack_stage(packed, conv):
         byte = bit // BITS_PER_BYTE
         low = packed[byte].astype(INT_DTYPE)
         high = packed[byte + 1].astype(INT_DTYPE)
-        return ((low | (high << BITS_PER_BYTE)) >> (bit % BITS_PER_BYTE)) & mask
+        return (((low | (high << BITS_PER_BYTE)) >> (bit % BITS_PER_BYTE)) & mask).astype(index_dtype(tau))
 
     return te.compute((conv.out_channels, units), unpack, name=BLOCK_IDX)
 
@@ -224,7 +229,7 @@ def build_te(conv, data_shape):
     u = te.reduce_axis((0, conv.num_units), "u")
     acc = te.compute(
         (n_batch, conv.out_channels, out_hw[0], row),
-        lambda n, o, oh, ow: te.sum(resp[n, u, idx[o, u] & mask, oh, ow].astype(acc_dtype), axis=u),
+        lambda n, o, oh, ow: te.sum(resp[n, u, idx[o, u].astype(INT_DTYPE) & mask, oh, ow].astype(acc_dtype), axis=u),
         name=BLOCK_ACC,
     )
 
