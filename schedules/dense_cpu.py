@@ -16,8 +16,10 @@ A block the schedule cannot handle is left as it is.
 import tvm
 
 MAX_VECTOR_EXTENT = 64
-# Parallelize only when there is enough work per function.
+# Parallelize only when there is enough work: a fork and a join cost more than
+# a small loop nest (elements of the block's iteration space).
 MIN_PARALLEL_EXTENT = 2
+MIN_PARALLEL_WORK = 1 << 16
 
 
 def _iter_kinds(sch, block):
@@ -36,10 +38,13 @@ def _schedule_block(sch, block):
     inner = spatial[-1]
     if reduction:
         sch.reorder(*spatial[:-1], *reduction, inner)
+    work = 1
+    for iter_var in sch.get(block).iter_vars:
+        work *= int(iter_var.dom.extent)
     outer = spatial[:-1]
     if outer:
         fused = sch.fuse(*outer)
-        if int(sch.get(fused).extent) >= MIN_PARALLEL_EXTENT:
+        if int(sch.get(fused).extent) >= MIN_PARALLEL_EXTENT and work >= MIN_PARALLEL_WORK:
             sch.parallel(fused)
     if int(sch.get(inner).extent) <= MAX_VECTOR_EXTENT:
         sch.vectorize(inner)

@@ -30,6 +30,8 @@ from schedules.subbit_tir import (
 )
 
 RESP_BUDGET_BYTES = 512 * 1024
+# Elements below which a side stage stays serial (a fork/join costs more).
+MIN_PARALLEL_WORK = 1 << 16
 ACC_REGISTERS = 24
 
 
@@ -45,6 +47,13 @@ def is_subbit_kernel(func):
     """Whether a PrimFunc contains the sub-bit kernel's stages (also after fusion)."""
     sch = tvm.s_tir.Schedule(func)
     return all(_has_block(sch, name) for name in (BLOCK_RESP, BLOCK_ACC, BLOCK_OUT))
+
+
+def _work(sch, block):
+    total = 1
+    for extent in _extents(sch, block):
+        total *= extent
+    return total
 
 
 def _extents(sch, block):
@@ -141,8 +150,10 @@ def schedule_kernel(func, num_cores=2):
         sch.parallel(o_o)
         sch.parallel(r_u)
     sch.decompose_reduction(acc, u)
-    pad_loops = sch.get_loops(sch.get_sblock(BLOCK_PAD))
-    sch.parallel(pad_loops[1])
-    # Unpacking O x U tau-bit indices runs on every call: spread it over the cores.
-    sch.parallel(sch.get_loops(sch.get_sblock(BLOCK_IDX))[0])
+    # Padding and unpacking the O x U indices run on every call; a parallel region
+    # costs a fork and a join, so only large ones are spread over the cores.
+    for name, axis in ((BLOCK_PAD, 1), (BLOCK_IDX, 0)):
+        block = sch.get_sblock(name)
+        if _work(sch, block) >= MIN_PARALLEL_WORK:
+            sch.parallel(sch.get_loops(block)[axis])
     return sch.mod["main"]
