@@ -11,8 +11,6 @@ changes the count within a block, up to the pool's size, and restores it.
 import contextlib
 import os
 
-import tvm
-
 # ThreadGroup::AffinityMode: every worker may run on every listed core.
 SHARE_ALL_CORES = -3
 ENV_VAR = "TVM_NUM_THREADS"
@@ -33,10 +31,14 @@ def default_to_all_cores():
 
 def current_threads():
     """The TVM runtime's thread count for the calling thread."""
+    import tvm  # here, so that setting the default does not load TVM (torch-only commands)
+
     return int(tvm.get_global_func("runtime.NumThreads")())
 
 
 def _configure(count):
+    import tvm
+
     cores = [str(core) for core in available_cores()]
     tvm.get_global_func("runtime.config_threadpool")(SHARE_ALL_CORES, count, cores)
 
