@@ -90,3 +90,36 @@ def inputs_for(draw, conv: SubBitConv) -> np.ndarray:
 def convs_with_inputs(draw, **conv_options):
     conv = draw(sub_bit_convs(**conv_options))
     return conv, draw(inputs_for(conv))
+
+
+ZERO_INPUT_FRACTION = 0.1
+
+
+def make_conv(kernel, tau, in_channels, out_channels, seed, activation="float", bias=True, **geometry):
+    """A random :class:`SubBitConv` with every unit drawn from a ``2**tau``-row codebook."""
+    rng = np.random.default_rng(seed)
+    unit = UNIT_OF_KERNEL[kernel]
+    units = in_channels if kernel == KERNEL_3X3 else in_channels // UNIT_1X1
+    codebook = random_codebook(rng, min(1 << tau, 1 << unit), unit, opposite_free=False)
+    return SubBitConv(
+        kernel_size=kernel,
+        tau=tau,
+        codebook=codebook,
+        indices=rng.integers(0, len(codebook), (out_channels, units)),
+        alpha=random_alpha(rng, out_channels, positive=False),
+        bias=rng.normal(size=out_channels).astype(np.float32) if bias else None,
+        activation=activation,
+        **geometry,
+    )
+
+
+def make_input(shape, seed, activation):
+    """A float NCHW input; for binary activations, ``sign`` of it with some exact zeros."""
+    from schedules.reference import binarize
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(np.float32)
+    if activation == "binary":
+        x[rng.random(shape) < ZERO_INPUT_FRACTION] = 0.0  # sign(0) = 0 must stay 0
+        x = binarize(x).astype(np.float32)
+    return x

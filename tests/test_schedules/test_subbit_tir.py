@@ -5,10 +5,10 @@ import dataclasses
 import numpy as np
 import pytest
 import tvm
-from test_schedules.subbit_strategies import random_alpha, random_codebook
+from test_schedules.subbit_strategies import make_conv, make_input
 
-from schedules.reference import accumulate_binary, binarize, conv2d_reference
-from schedules.subbit import KERNEL_1X1, KERNEL_3X3, UNIT_1X1, UNIT_3X3, SubBitConv
+from schedules.reference import accumulate_binary, conv2d_reference
+from schedules.subbit import KERNEL_1X1, KERNEL_3X3
 from schedules.subbit_tir import build_kernel
 from tvm_snn.errors import FormatError
 
@@ -18,38 +18,12 @@ KERNEL_RTOL = 1e-5
 KERNEL_ATOL = 1e-4
 
 
-def make_conv(kernel, tau, in_channels, out_channels, seed, activation="float", bias=True, **geometry):
-    rng = np.random.default_rng(seed)
-    unit = UNIT_3X3 if kernel == KERNEL_3X3 else UNIT_1X1
-    units = in_channels if kernel == KERNEL_3X3 else in_channels // UNIT_1X1
-    codebook = random_codebook(rng, min(1 << tau, 1 << unit), unit, opposite_free=False)
-    return SubBitConv(
-        kernel_size=kernel,
-        tau=tau,
-        codebook=codebook,
-        indices=rng.integers(0, len(codebook), (out_channels, units)),
-        alpha=random_alpha(rng, out_channels, positive=False),
-        bias=rng.normal(size=out_channels).astype(np.float32) if bias else None,
-        activation=activation,
-        **geometry,
-    )
-
-
 def run_kernel(conv, x):
     kernel = build_kernel(conv, x.shape)
     lib = tvm.compile(kernel.func, target=TARGET)
     out = tvm.runtime.tensor(np.zeros(kernel.out_shape, np.float32))
     lib(tvm.runtime.tensor(x), *[tvm.runtime.tensor(c) for c in kernel.constants], out)
     return out.numpy()
-
-
-def make_input(shape, seed, activation):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(shape).astype(np.float32)
-    if activation == "binary":
-        x[rng.random(shape) < 0.1] = 0.0  # sign(0) = 0 must stay 0
-        x = binarize(x).astype(np.float32)
-    return x
 
 
 CASES = [

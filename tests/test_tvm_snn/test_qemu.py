@@ -9,11 +9,11 @@ import dataclasses
 
 import numpy as np
 import pytest
-from test_schedules.subbit_strategies import random_alpha, random_codebook
+from test_schedules import subbit_strategies
 from tvm import te
 
-from schedules.reference import accumulate_binary, binarize, conv2d_reference
-from schedules.subbit import KERNEL_1X1, KERNEL_3X3, UNIT_1X1, UNIT_3X3, SubBitConv
+from schedules.reference import accumulate_binary, conv2d_reference
+from schedules.subbit import KERNEL_1X1, KERNEL_3X3
 from schedules.subbit_tir import build_kernel
 from tvm_snn.errors import InputError, TargetError, ToolchainError
 from tvm_snn.qemu import (
@@ -29,7 +29,6 @@ ARCHS = ("aarch64", "armv7")
 # fp32 kernel vs the float64 reference: one rounding of a sum of up to C*9 terms.
 KERNEL_RTOL = 1e-5
 KERNEL_ATOL = 1e-4
-ZERO_FRACTION = 0.1  # sign(0) = 0 must stay 0
 BATCH = 1
 TAU = 5
 IN_CHANNELS = 16
@@ -47,30 +46,11 @@ GEOMETRIES = {
 
 
 def make_conv(kernel, seed, activation="float", bias=True, **geometry):
-    rng = np.random.default_rng(seed)
-    unit = UNIT_3X3 if kernel == KERNEL_3X3 else UNIT_1X1
-    units = IN_CHANNELS if kernel == KERNEL_3X3 else IN_CHANNELS // UNIT_1X1
-    codebook = random_codebook(rng, 1 << TAU, unit, opposite_free=False)
-    return SubBitConv(
-        kernel_size=kernel,
-        tau=TAU,
-        codebook=codebook,
-        indices=rng.integers(0, len(codebook), (OUT_CHANNELS, units)),
-        alpha=random_alpha(rng, OUT_CHANNELS, positive=False),
-        bias=rng.normal(size=OUT_CHANNELS).astype(np.float32) if bias else None,
-        activation=activation,
-        **geometry,
-    )
+    return subbit_strategies.make_conv(kernel, TAU, IN_CHANNELS, OUT_CHANNELS, seed, activation, bias, **geometry)
 
 
 def make_input(seed, activation):
-    rng = np.random.default_rng(seed)
-    shape = (BATCH, IN_CHANNELS, *IMAGE_HW)
-    x = rng.standard_normal(shape).astype(np.float32)
-    if activation == "binary":
-        x[rng.random(shape) < ZERO_FRACTION] = 0.0
-        x = binarize(x).astype(np.float32)
-    return x
+    return subbit_strategies.make_input((BATCH, IN_CHANNELS, *IMAGE_HW), seed, activation)
 
 
 def run_kernel(conv, x, arch, **options):
