@@ -22,6 +22,25 @@ DEFAULT_TAU_1X1 = 4
 """Default bits per 8-channel 1x1 unit: 4/8 = 0.5 bit per weight."""
 
 
+
+def conv_arguments(conv):
+    """The positional ``nn.Conv2d`` arguments that rebuild ``conv``: channels and kernel."""
+    return conv.in_channels, conv.out_channels, conv.kernel_size
+
+
+def conv_keywords(conv):
+    """The keyword ``nn.Conv2d`` arguments that rebuild ``conv`` (geometry, bias, device, dtype)."""
+    return {
+        "stride": conv.stride,
+        "padding": conv.padding,
+        "dilation": conv.dilation,
+        "groups": conv.groups,
+        "bias": conv.bias is not None,
+        "padding_mode": conv.padding_mode,
+        "device": conv.weight.device,
+        "dtype": conv.weight.dtype,
+    }
+
 class SNNConv2d(nn.Conv2d):
     """A 2-D convolution whose weights are a Sub-bit Neural Network layer.
 
@@ -173,20 +192,7 @@ padding_mode, device, dtype
         -------
         SNNConv2d
         """
-        layer = cls(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            stride=conv.stride,
-            padding=conv.padding,
-            dilation=conv.dilation,
-            groups=conv.groups,
-            bias=conv.bias is not None,
-            padding_mode=conv.padding_mode,
-            device=conv.weight.device,
-            dtype=conv.weight.dtype,
-            **options,
-        )
+        layer = cls(*conv_arguments(conv), **conv_keywords(conv), **options)
         with torch.no_grad():
             layer.weight.copy_(conv.weight)
             if conv.bias is not None:

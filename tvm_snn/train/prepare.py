@@ -19,7 +19,7 @@ from torch import nn
 
 from tvm_snn.errors import ConfigError
 from tvm_snn.train.config import SNNConfig
-from tvm_snn.train.layers import SNNConv2d
+from tvm_snn.train.layers import SNNConv2d, conv_arguments, conv_keywords
 from tvm_snn.train.quantizers import Sign
 from tvm_snn.train.subset import KERNEL_1X1, UNIT_1X1, UNIT_BY_KERNEL, derive_seed
 
@@ -218,19 +218,7 @@ def convert(model, *, inplace=False):
 @register_convert(SNNConv2d)
 def _convert_snn_conv2d(layer):
     parts = layer.weight_quantizer.quantize(layer.weight)
-    conv = nn.Conv2d(
-        layer.in_channels,
-        layer.out_channels,
-        layer.kernel_size,
-        stride=layer.stride,
-        padding=layer.padding,
-        dilation=layer.dilation,
-        groups=layer.groups,
-        bias=layer.bias is not None,
-        padding_mode=layer.padding_mode,
-        device=layer.weight.device,
-        dtype=layer.weight.dtype,
-    )
+    conv = nn.Conv2d(*conv_arguments(layer), **conv_keywords(layer))
     with torch.no_grad():
         conv.weight.copy_(layer.weight_quantizer.compose(parts, layer.weight.shape))
         if layer.bias is not None:
