@@ -1,19 +1,20 @@
 """The CPU schedule of the sub-bit kernel (see :mod:`schedules.subbit_tir`).
 
-Work is split into tiles of ``rows x vectors`` output pixels of one image.
-Per tile:
+The output is cut into tiles (:class:`~schedules.subbit_tir.Tile`) and the
+output channels into ``splits`` parts; a (tile, part) pair is one parallel
+work item. Per item, units are taken ``chunk`` at a time:
 
-1. the responses of every unit to every codeword are computed for the tile
-   (kept small enough for L2: ``RESP_BUDGET_BYTES``), unit by unit, from
-   the unit's segment sums, which stay in L1;
-2. output channels are taken ``OB`` at a time; for each unit, ``OB``
-   indices are read and ``OB x tile`` vectors gathered and added, the
-   accumulators held in registers (``ACC_REGISTERS``);
-3. the epilogue (alpha, bias, and what FuseOps appended: residual add, ReLU,
-   the next sign) runs on the accumulators before they leave registers.
+1. the chunk's responses to every codeword are computed for the tile, from
+   each unit's segment sums; they are sized to stay in L1
+   (``RESP_BUDGET_BYTES``);
+2. output channels are taken ``block`` at a time: the block's accumulators
+   stay in registers (``ACC_REGISTERS``) while each unit of the chunk adds
+   one vector per channel, read at the unit's stored offset;
+3. after the last chunk, the epilogue (alpha, bias, and what FuseOps
+   appended: residual add, ReLU, the next sign) runs over the tile.
 
-Tiles run in parallel when there are enough of them; otherwise the units of
-step 1 and the output channels of step 2 are split over the cores.
+With few tiles, channels are split so every core has work; each part then
+computes the tile's responses itself.
 """
 
 import tvm
@@ -29,10 +30,14 @@ from schedules.subbit_tir import (
     vector_lanes,
 )
 
-RESP_BUDGET_BYTES = 512 * 1024
+RESP_BUDGET_BYTES = 24 * 1024
 # Elements below which a side stage stays serial (a fork/join costs more).
 MIN_PARALLEL_WORK = 1 << 16
 ACC_REGISTERS = 24
+# Parallel work items wanted per core, and the most channel parts to make them.
+ITEMS_PER_CORE = 4
+MAX_SPLITS = 4
+VECTOR_BYTES = 64
 
 
 def _has_block(sch, name):
@@ -60,6 +65,10 @@ def _extents(sch, block):
     return [int(iv.dom.extent) for iv in sch.get(block).iter_vars]
 
 
+def _dtype_bytes(sch, block):
+    return tvm.DataType(str(sch.get(block).writes[0].source.dtype)).bits // 8
+
+
 def _inline_epilogue(sch, block):
     """Merge the chain of elementwise consumers (bias, residual add, ReLU, sign) into ``block``."""
     while True:
@@ -72,24 +81,38 @@ def _inline_epilogue(sch, block):
             return
 
 
-def _tiling(sch, num_cores):
-    """Choose rows per tile, vectors per tile row and output channels per block."""
-    _, units, codewords, out_h, row = _extents(sch, sch.get_sblock(BLOCK_RESP))
-    _, out_channels, _, out_w = _extents(sch, sch.get_sblock(BLOCK_OUT))
-    lanes = vector_lanes(out_w)
-    elem_bytes = tvm.DataType(str(sch.get(sch.get_sblock(BLOCK_RESP)).writes[0].source.dtype)).bits // 8
-    per_vector = units * codewords * lanes * max(elem_bytes, 1)
-    vectors = row // lanes
-    width = max(1, min(vectors, RESP_BUDGET_BYTES // per_vector))
-    while vectors % width:
-        width -= 1
-    rows = max(1, min(out_h, RESP_BUDGET_BYTES // (per_vector * width))) if width == vectors else 1
-    while out_h % rows:
-        rows -= 1
-    block = 1
-    while block * 2 * rows * width <= ACC_REGISTERS and out_channels % (block * 2) == 0:
-        block *= 2
-    return lanes, rows, width, block
+def _largest_divisor(n, at_most):
+    return max(d for d in range(1, max(1, min(n, at_most)) + 1) if n % d == 0)
+
+
+def _plan(sch, num_cores):
+    """Tile geometry (from the buffers) and the chunk, block and split sizes."""
+    resp = sch.get_sblock(BLOCK_RESP)
+    n_batch, tiles_h, tiles_w, units, span = _extents(sch, resp)
+    _, out_channels, out_h, row = _extents(sch, sch.get_sblock(BLOCK_ACC))[:4]
+    codeword_bytes = _dtype_bytes(sch, resp)
+    rows, width = out_h // tiles_h, row // tiles_w
+    pixels = rows * width
+    acc_bytes = _dtype_bytes(sch, sch.get_sblock(BLOCK_ACC))
+    vectors = max(1, pixels * acc_bytes // VECTOR_BYTES)
+    chunk = _largest_divisor(units, RESP_BUDGET_BYTES // (span * codeword_bytes))
+    tiles = n_batch * tiles_h * tiles_w
+    splits = 1
+    while (
+        tiles * splits < ITEMS_PER_CORE * num_cores
+        and splits < MAX_SPLITS
+        and out_channels % (splits * 2) == 0
+    ):
+        splits *= 2
+    block = _largest_divisor(out_channels // splits, max(1, ACC_REGISTERS // vectors))
+    return {
+        "rows": rows,
+        "width": width,
+        "chunk": chunk,
+        "splits": splits,
+        "block": block,
+        "tiles": tiles,
+    }
 
 
 def schedule_kernel(func, num_cores=2):
@@ -107,49 +130,51 @@ def schedule_kernel(func, num_cores=2):
     tvm.tirx.PrimFunc
     """
     sch = tvm.s_tir.Schedule(func)
-    lanes, rows, width, block = _tiling(sch, num_cores)
+    plan = _plan(sch, num_cores)
     if _has_block(sch, BLOCK_SIGNS):
         sch.compute_inline(sch.get_sblock(BLOCK_SIGNS))
 
     acc = sch.get_sblock(BLOCK_ACC)
+    acc_bytes = _dtype_bytes(sch, acc)
+    lanes = VECTOR_BYTES // acc_bytes
     n, o, oh, ow, u = sch.get_loops(acc)
-    _, out_h, row = _extents(sch, acc)[1:4]
-    oh_o, oh_i = sch.split(oh, [None, rows])
-    o_o, o_i = sch.split(o, [None, block])
-    ow_t, ow_o, ow_i = sch.split(ow, [None, width, lanes])
-    sch.reorder(n, oh_o, ow_t, o_o, u, o_i, oh_i, ow_o, ow_i)
-    tile = sch.fuse(n, oh_o, ow_t)
-    tiles = _extents(sch, acc)[0] * (out_h // rows) * (row // (lanes * width))
+    oh_o, oh_i = sch.split(oh, [None, plan["rows"]])
+    ow_o, ow_i = sch.split(ow, [None, plan["width"]])
+    o_p, o_o, o_i = sch.split(o, [plan["splits"], None, plan["block"]])
+    u_o, u_i = sch.split(u, [None, plan["chunk"]])
+    sch.reorder(n, oh_o, ow_o, o_p, u_o, o_o, u_i, o_i, oh_i, ow_i)
+    item = sch.fuse(n, oh_o, ow_o, o_p)
+    pixel = sch.fuse(oh_i, ow_i)  # contiguous: a tile is whole rows or part of one
+    p_o, p_i = sch.split(pixel, [None, min(lanes, plan["rows"] * plan["width"])])
 
-    local = sch.cache_write(acc, 0, "local")
-    sch.compute_inline(local)  # the epilogue reads the register accumulators
     out = sch.get_sblock(BLOCK_OUT)
     _inline_epilogue(sch, out)
-    sch.reverse_compute_at(out, o_o, preserve_unit_loops=True)
+    sch.reverse_compute_at(out, item, preserve_unit_loops=True)
 
     resp = sch.get_sblock(BLOCK_RESP)
-    sch.compute_at(resp, tile, preserve_unit_loops=True)
-    _, _, r_u, r_j, r_oh, r_ow = sch.get_loops(resp)
-    r_ow_o, r_ow_i = sch.split(r_ow, [None, lanes])
-    sch.vectorize(r_ow_i)
-    # A unit's segment sums stay in L1 while all codewords read them.
+    sch.compute_at(resp, u_o, preserve_unit_loops=True)
+    r_u, r_f = sch.get_loops(resp)[-2:]
+    pixels = plan["rows"] * plan["width"]
+    r_j, r_t = sch.split(r_f, [None, pixels])
+    # Codeword outermost: its segment patterns are read once for the chunk.
+    sch.reorder(r_j, r_u, r_t)
+    resp_lanes = VECTOR_BYTES // _dtype_bytes(sch, resp)
+    r_t_o, r_t_i = sch.split(r_t, [None, min(resp_lanes, pixels)])
+    sch.vectorize(r_t_i)
+    # The chunk's segment sums stay in L1 while all codewords read them.
     seg = sch.get_sblock(BLOCK_SEG)
-    sch.compute_at(seg, r_u, preserve_unit_loops=True)
+    sch.compute_at(seg, u_o, preserve_unit_loops=True)
     s_loops = sch.get_loops(seg)
     s_q, s_ow = s_loops[-3], s_loops[-1]
-    s_ow_o, s_ow_i = sch.split(s_ow, [None, lanes])
+    s_ow_o, s_ow_i = sch.split(s_ow, [None, min(vector_lanes(plan["width"]), plan["width"])])
     sch.unroll(s_q)
     sch.vectorize(s_ow_i)
 
-    for loop in (o_i, oh_i, ow_o):
+    for loop in (o_i, p_o):
         sch.unroll(loop)
-    sch.vectorize(ow_i)
-    if tiles >= 2 * num_cores:
-        sch.parallel(tile)
-    else:
-        sch.parallel(o_o)
-        sch.parallel(r_u)
-    sch.decompose_reduction(acc, u)
+    sch.vectorize(p_i)
+    sch.parallel(item)
+    sch.decompose_reduction(acc, u_o)
     # Padding and unpacking the O x U indices run on every call; a parallel region
     # costs a fork and a join, so only large ones are spread over the cores.
     for name, axis in ((BLOCK_PAD, 1), (BLOCK_IDX, 0)):

@@ -3,26 +3,32 @@
 For a :class:`~schedules.subbit.SubBitConv` and a static input shape, the
 kernel is one PrimFunc with these stages (NCHW):
 
-1. ``snn_idx[o, u]``: the tau-bit indices, unpacked at run time from the
-   packed bytes, so the artifact stores ``tau`` bits per unit;
+1. ``snn_idx[o, u]``: where codeword ``idx[o, u]`` starts in a tile's
+   responses (``idx * T`` for tiles of ``T`` pixels), unpacked at run time
+   from the packed tau-bit stream, so the artifact stores ``tau`` bits per
+   unit;
 2. ``snn_seg[n, u, s, q, oh, ow]``: each segment of a unit (a row of a 3x3
    kernel, a half of a 1x1 unit) summed under every sign pattern ``q``: 8
    row patterns are shared by all 2**tau codewords;
-   ``snn_resp[n, u, j, oh, ow]``: the response of unit ``u`` to codeword
-   ``j``, the sum of its segments' entries;
-3. ``snn_acc[n, o, oh, ow] = sum_u resp[n, u, idx[o, u], oh, ow]``: the gather;
+   ``snn_resp[n, th, tw, u, j * T + t]``: per output tile ``(th, tw)``, the
+   response of unit ``u`` to codeword ``j`` at tile pixel ``t``, the sum of
+   its segments' entries;
+3. ``snn_acc[n, o, oh, ow] = sum_u resp[n, th, tw, u, off[o, u] + t]``: the
+   gather, one vector load at a precomputed offset per unit and channel;
 4. ``snn_out = alpha[o] * acc + bias[o]``.
 
-Rows are padded to a whole number of vectors (``ow`` up to a multiple of
-the vector length), so every gather is a full aligned vector load.
+Outputs are computed on a grid padded to whole tiles (:class:`Tile`): rows
+up to a multiple of 8 or 16, and short rows stacked, so every gather is a
+full vector load.
 
 With binary activations the input holds ``sign(x)`` (values -1, 0, +1); the
-responses are int8 and the gather accumulates in int16 (or int32 for very
+responses are int16 and the gather accumulates in int16 (or int32 for very
 wide layers), so both are exact, and only the epilogue is float.
 
 The schedule is in :mod:`schedules.subbit_schedule`.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +47,11 @@ UNPACK_TAIL_BYTES = 1
 # Lanes of one vector (float32 in a zmm register); short rows use half.
 VECTOR_LANES = 16
 SHORT_ROW_LANES = 8
+# int16 lanes of one vector: binary responses and accumulators.
+BINARY_LANES = 32
+# Vectors of output pixels per tile.
+TILE_VECTORS = 1
+RESP_DTYPE_BINARY = "int16"
 # Segments a unit's sum is split into, as (segments, segment length).
 SEGMENTS_3X3 = (3, 3)
 SEGMENTS_1X1 = (2, 4)
@@ -110,12 +121,45 @@ def accumulator_dtype(conv):
     return "int16" if conv.num_units * conv.unit_size <= INT16_LIMIT else INT_DTYPE
 
 
-def index_dtype(tau):
-    """The narrowest type that holds a tau-bit index: the gather streams these per tile."""
-    return "uint8" if tau <= BITS_PER_BYTE else "int16"
+@dataclass(frozen=True)
+class Tile:
+    """The output pixels one unit of work covers: ``rows`` x ``width``.
+
+    Outputs are computed on a padded grid of ``out_h x row`` (whole tiles);
+    ``width`` divides ``row``, and ``width < row`` only when ``rows == 1``,
+    so a tile's pixels are contiguous in the accumulator.
+    """
+
+    rows: int
+    width: int
+    row: int
+    out_h: int
+
+    @property
+    def pixels(self):
+        return self.rows * self.width
 
 
-def _unpack_stage(packed, conv):
+def choose_tile(out_hw, binary, vectors=TILE_VECTORS):
+    """The tile for outputs of ``out_hw``: ``vectors`` full vectors of pixels.
+
+    A vector is 16 float32 or 32 int16 lanes (binary activations). Rows
+    shorter than a tile are stacked, so a vector may span rows.
+    """
+    out_h, out_w = out_hw
+    lanes = BINARY_LANES if binary else VECTOR_LANES
+    row = padded_width(out_w)
+    target = lanes * vectors
+    if row >= target:
+        return Tile(rows=1, width=math.gcd(row, target), row=row, out_h=out_h)
+    rows = target // row  # rows of 8 or 16 outputs stack into a vector
+    return Tile(rows=rows, width=row, row=row, out_h=-(-out_h // rows) * rows)
+
+
+def _offset_stage(packed, conv, pixels):
+    """``off[o, u] = idx[o, u] * pixels``: where codeword ``idx[o, u]`` starts in a
+    tile's responses. Unpacked from the tau-bit stream on every call, so the
+    artifact keeps ``tau`` bits per unit."""
     units, tau = conv.num_units, conv.tau
     mask = (1 << tau) - 1
 
@@ -124,7 +168,7 @@ def _unpack_stage(packed, conv):
         byte = bit // BITS_PER_BYTE
         low = packed[byte].astype(INT_DTYPE)
         high = packed[byte + 1].astype(INT_DTYPE)
-        return (((low | (high << BITS_PER_BYTE)) >> (bit % BITS_PER_BYTE)) & mask).astype(index_dtype(tau))
+        return (((low | (high << BITS_PER_BYTE)) >> (bit % BITS_PER_BYTE)) & mask) * pixels
 
     return te.compute((conv.out_channels, units), unpack, name=BLOCK_IDX)
 
@@ -163,7 +207,7 @@ def _segment_stage(padded, conv, out_hw, width, dtype):
         total = None
         for e in range(seg_len):  # the sign folds to a constant once q is unrolled
             sign = (1 - 2 * ((q >> e) & 1)).astype(dtype)
-            term = tap(n, u, seg, e, oh, ow) * sign
+            term = tap(n, u, seg, e, oh, ow).astype(dtype) * sign
             total = term if total is None else total + term
         return total
 
@@ -171,20 +215,25 @@ def _segment_stage(padded, conv, out_hw, width, dtype):
     return te.compute(shape, segment, name=BLOCK_SEG)
 
 
-def _response_stage(seg, table, conv):
-    """``resp[n, u, j, oh, ow]``: the sum of codeword ``j``'s segments."""
+def _response_stage(seg, table, conv, tile):
+    """``resp[n, th, tw, u, f]``: for tile ``(th, tw)``, unit ``u``'s response to
+    codeword ``f // T`` at tile pixel ``f % T`` (``T = tile.pixels``)."""
     segments, seg_len = segment_shape(conv)
     mask = (1 << seg_len) - 1  # a no-op on the table that bounds the index for the schedule
-    n_batch, units, _, _, out_h, width = seg.shape
+    n_batch, units, _, _, out_h, row = seg.shape
+    pixels = tile.pixels
 
-    def response(n, u, j, oh, ow):
+    def response(n, th, tw, u, f):
+        j, t = f // pixels, f % pixels
+        oh, ow = th * tile.rows + t // tile.width, tw * tile.width + t % tile.width
         total = None
         for s in range(segments):
             term = seg[n, u, s, table[j, s] & mask, oh, ow]
             total = term if total is None else total + term
         return total
 
-    return te.compute((n_batch, units, 1 << conv.tau, out_h, width), response, name=BLOCK_RESP)
+    shape = (n_batch, out_h // tile.rows, row // tile.width, units, (1 << conv.tau) * pixels)
+    return te.compute(shape, response, name=BLOCK_RESP)
 
 
 def build_te(conv, data_shape):
@@ -205,9 +254,9 @@ def build_te(conv, data_shape):
     if channels != conv.in_channels:
         raise FormatError(f"input has {channels} channels, the conv takes {conv.in_channels}")
     out_hw = conv.output_hw(height, width)
-    row = padded_width(out_hw[1])
     binary = conv.activation == "binary"
-    resp_dtype = SIGN_DTYPE if binary else FLOAT_DTYPE
+    tile = choose_tile(out_hw, binary)
+    resp_dtype = RESP_DTYPE_BINARY if binary else FLOAT_DTYPE
     acc_dtype = accumulator_dtype(conv)
     consts = kernel_constants(conv)
     data = te.placeholder(data_shape, FLOAT_DTYPE, "data")
@@ -219,19 +268,25 @@ def build_te(conv, data_shape):
     if binary:  # sign(x) is exact in int8, so the responses are exact ints
         source = te.compute(data_shape, lambda *i: data(*i).astype(SIGN_DTYPE), name=BLOCK_SIGNS)
     top, left, bottom, right = conv.padding
-    (_, sw), (_, dw) = conv.stride, conv.dilation
-    needed = (row - 1) * sw + (conv.kernel_size[1] - 1) * dw + 1  # padded rows read this far
-    right = max(right, needed - width - left)
+    (sh, sw), (dh, dw) = conv.stride, conv.dilation
+    # Padded rows and columns are read this far (outputs padded to whole tiles).
+    right = max(right, (tile.row - 1) * sw + (conv.kernel_size[1] - 1) * dw + 1 - width - left)
+    bottom = max(bottom, (tile.out_h - 1) * sh + (conv.kernel_size[0] - 1) * dh + 1 - height - top)
     padded = topi.nn.pad(source, [0, 0, top, left], [0, 0, bottom, right], name=BLOCK_PAD)
-    idx = _unpack_stage(packed, conv)
-    resp = _response_stage(_segment_stage(padded, conv, out_hw, row, resp_dtype), table, conv)
-    mask = (1 << conv.tau) - 1  # a no-op on unpacked indices that bounds the gather
+    offsets = _offset_stage(packed, conv, tile.pixels)
+    seg = _segment_stage(padded, conv, (tile.out_h, out_hw[1]), tile.row, resp_dtype)
+    resp = _response_stage(seg, table, conv, tile)
+    # A no-op on offsets (pixels is a power of two) that bounds the gather for the schedule.
+    last = ((1 << conv.tau) - 1) * tile.pixels
     u = te.reduce_axis((0, conv.num_units), "u")
-    acc = te.compute(
-        (n_batch, conv.out_channels, out_hw[0], row),
-        lambda n, o, oh, ow: te.sum(resp[n, u, idx[o, u].astype(INT_DTYPE) & mask, oh, ow].astype(acc_dtype), axis=u),
-        name=BLOCK_ACC,
-    )
+
+    def gather(n, o, oh, ow):
+        offset = (offsets[o, u] & last) + (oh % tile.rows) * tile.width + ow % tile.width
+        return te.sum(
+            resp[n, oh // tile.rows, ow // tile.width, u, offset].astype(acc_dtype), axis=u
+        )
+
+    acc = te.compute((n_batch, conv.out_channels, tile.out_h, tile.row), gather, name=BLOCK_ACC)
 
     def epilogue(n, o, oh, ow):
         value = acc[n, o, oh, ow].astype(FLOAT_DTYPE) * alpha[o]
