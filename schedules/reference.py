@@ -155,9 +155,7 @@ def gather_accumulate(responses: np.ndarray, conv: SubBitConv) -> np.ndarray:
         ``[N, out_channels, out_h, out_w]`` of the responses' dtype.
     """
     units = np.arange(conv.num_units)
-    per_channel = [
-        responses[:, units, conv.indices[o]].sum(axis=1) for o in range(conv.out_channels)
-    ]
+    per_channel = [responses[:, units, conv.indices[o]].sum(axis=1) for o in range(conv.out_channels)]
     return np.stack(per_channel, axis=1).astype(responses.dtype)
 
 

@@ -104,9 +104,7 @@ def _as_int_tuple(value, name: str, lengths: tuple[int, ...]) -> tuple[int, ...]
         return (int(value),)
     if isinstance(value, tuple | list) and len(value) in lengths and all(map(_is_int, value)):
         return tuple(int(item) for item in value)
-    raise FormatError(
-        f"{name} must be an int or a tuple of {' or '.join(map(str, lengths))} ints, got {value!r}"
-    )
+    raise FormatError(f"{name} must be an int or a tuple of {' or '.join(map(str, lengths))} ints, got {value!r}")
 
 
 def as_pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
@@ -350,9 +348,7 @@ def _check_codebook(codebook, unit: int, tau: int) -> np.ndarray:
             f"got {book.shape}"
         )
     if not _is_real(book) or not np.all((book == _POSITIVE) | (book == _NEGATIVE)):
-        raise FormatError(
-            f"codebook entries must be +1 or -1 (dtype {book.dtype}, shape {book.shape})"
-        )
+        raise FormatError(f"codebook entries must be +1 or -1 (dtype {book.dtype}, shape {book.shape})")
     codes = encode_signs(book)
     _, first, counts = np.unique(codes, return_index=True, return_counts=True)
     if (counts > 1).any():
@@ -400,9 +396,7 @@ def _check_channel_vector(values, name: str, out_channels: int) -> np.ndarray:
         )
     vector = _frozen(vector, np.float32)
     if not np.isfinite(vector).all():
-        raise FormatError(
-            f"{name} must be finite in float32; entry {int(np.argmin(np.isfinite(vector)))} is not"
-        )
+        raise FormatError(f"{name} must be finite in float32; entry {int(np.argmin(np.isfinite(vector)))} is not")
     return vector
 
 
@@ -600,9 +594,7 @@ class SubBitConv:
 
     def output_hw(self, height: int, width: int) -> tuple[int, int]:
         """Spatial output size for an input of ``height x width``."""
-        return conv_output_hw(
-            (height, width), self.kernel_size, self.stride, self.padding, self.dilation
-        )
+        return conv_output_hw((height, width), self.kernel_size, self.stride, self.padding, self.dilation)
 
     # ---- conversions ------------------------------------------------------
 
@@ -672,14 +664,7 @@ class SubBitConv:
         if book.ndim != _PAIR_LEN or book.shape[1] not in widths or book.shape[0] < 1:
             raise FormatError(f"codebook must have shape [rows, 9] or [rows, 8], got {book.shape}")
         tau = _tau_needed(book.shape[0]) if tau is None else tau
-        return cls(
-            kernel_size=widths[book.shape[1]],
-            tau=tau,
-            codebook=book,
-            indices=indices,
-            alpha=alpha,
-            **kwargs,
-        )
+        return cls(kernel_size=widths[book.shape[1]], tau=tau, codebook=book, indices=indices, alpha=alpha, **kwargs)
 
     @classmethod
     def from_dense(
