@@ -17,6 +17,8 @@ With few tiles, channels are split so every core has work; each part then
 computes the tile's responses itself.
 """
 
+import math
+
 import tvm
 
 from schedules.subbit_tir import (
@@ -27,7 +29,6 @@ from schedules.subbit_tir import (
     BLOCK_RESP,
     BLOCK_SEG,
     BLOCK_SIGNS,
-    vector_lanes,
 )
 
 RESP_BUDGET_BYTES = 24 * 1024
@@ -85,6 +86,11 @@ def _largest_divisor(n, at_most):
     return max(d for d in range(1, max(1, min(n, at_most)) + 1) if n % d == 0)
 
 
+def _unbalanced(items, num_cores):
+    """Too few items for the cores, or few and not a multiple of them."""
+    return items < ITEMS_PER_CORE * num_cores
+
+
 def _plan(sch, num_cores):
     """Tile geometry (from the buffers) and the chunk, block and split sizes."""
     resp = sch.get_sblock(BLOCK_RESP)
@@ -106,6 +112,7 @@ def _plan(sch, num_cores):
         splits *= 2
     block = _largest_divisor(out_channels // splits, max(1, ACC_REGISTERS // vectors))
     return {
+        "tau": (span // pixels).bit_length() - 1,
         "rows": rows,
         "width": width,
         "chunk": chunk,
@@ -166,7 +173,7 @@ def schedule_kernel(func, num_cores=2):
     sch.compute_at(seg, u_o, preserve_unit_loops=True)
     s_loops = sch.get_loops(seg)
     s_q, s_ow = s_loops[-3], s_loops[-1]
-    s_ow_o, s_ow_i = sch.split(s_ow, [None, min(vector_lanes(plan["width"]), plan["width"])])
+    s_ow_o, s_ow_i = sch.split(s_ow, [None, min(VECTOR_BYTES // _dtype_bytes(sch, seg), plan["width"])])
     sch.unroll(s_q)
     sch.vectorize(s_ow_i)
 
@@ -181,4 +188,19 @@ def schedule_kernel(func, num_cores=2):
         block = sch.get_sblock(name)
         if _work(sch, block) >= MIN_PARALLEL_WORK:
             sch.parallel(sch.get_loops(block)[axis])
+    _unroll_unpack(sch, plan["tau"])
     return sch.mod["main"]
+
+
+def _unroll_unpack(sch, tau):
+    """Unroll the index unpacking over one period of the bit stream.
+
+    ``8 / gcd(tau, 8)`` indices fill whole bytes; with the loop unrolled over
+    them, each index's byte offset and shift are constants.
+    """
+    block = sch.get_sblock(BLOCK_IDX)
+    _, units = _extents(sch, block)
+    period = 8 // math.gcd(tau, 8)
+    if period > 1 and units % period == 0:
+        _, inner = sch.split(sch.get_loops(block)[-1], [None, period])
+        sch.unroll(inner)

@@ -44,9 +44,8 @@ PACKED_DTYPE = "uint8"
 # Unpacking reads two bytes per index (tau <= 9 spans at most two), so the
 # packed stream gets one zero byte of tail padding.
 UNPACK_TAIL_BYTES = 1
-# Lanes of one vector (float32 in a zmm register); short rows use half.
+# Lanes of one vector (float32 in a zmm register).
 VECTOR_LANES = 16
-SHORT_ROW_LANES = 8
 # int16 lanes of one vector: binary responses and accumulators.
 BINARY_LANES = 32
 # Vectors of output pixels per tile.
@@ -103,15 +102,15 @@ def kernel_constants(conv):
     return tuple(constants)
 
 
-def vector_lanes(out_width):
-    """Lanes per vector for rows of ``out_width`` outputs."""
-    return SHORT_ROW_LANES if out_width <= SHORT_ROW_LANES else VECTOR_LANES
-
-
 def padded_width(out_width):
-    """``out_width`` rounded up to whole vectors."""
-    lanes = vector_lanes(out_width)
-    return -(-out_width // lanes) * lanes
+    """``out_width`` rounded up to a power of two (short rows) or whole vectors.
+
+    Short rows then stack into full vectors without gaps: a 4x4 output is
+    one vector of 16.
+    """
+    if out_width <= VECTOR_LANES:
+        return 1 << (out_width - 1).bit_length()
+    return -(-out_width // VECTOR_LANES) * VECTOR_LANES
 
 
 def accumulator_dtype(conv):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import tvm_snn
+import tvm_snn.compiled as compiled
 from tvm_snn.errors import InputError, ModelImportError, SNNError, UnsupportedOpError
 
 from onnx_models import plain_cnn, unsupported_op_model
@@ -95,3 +96,17 @@ def test_wrong_input_count_or_names(cm):
 def test_hierarchy():
     for error in (InputError, ModelImportError, UnsupportedOpError):
         assert issubclass(error, SNNError)
+
+
+def test_calls_do_not_reparse_the_target(cm, monkeypatch):
+    # Parsing a target costs ~0.15 ms, more than a small layer: it happens once.
+    x = cm.random_inputs()[0]
+    expected = cm(x).copy()
+
+    def fail(*_):
+        raise AssertionError("target parsed during a call")
+
+    monkeypatch.setattr(compiled, "target_arch", fail)
+    monkeypatch.setattr(compiled, "runs_on_host", fail)
+    np.testing.assert_array_equal(cm(x), expected)
+    assert cm.arch == "x86_64"
