@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from peers import (  # noqa: E402
     DENSE_POLICY,
+    bnn_runner,
     conv_onnx,
     machine,
     ort_runner,
@@ -43,6 +44,8 @@ TIME_BUDGET_S = 3.0
 MIN_REPEAT, MAX_REPEAT = 5, 40
 CHECK_ATOL = 1e-3
 PEERS = ["onnxruntime", "pytorch", "tvm_dense"]
+# Binary activations only: our BNN XOR/popcount kernel on the same weight.
+BNN_PEER = "bnn_xnor"
 
 
 def subbit_weight(channels, tau, seed):
@@ -83,8 +86,12 @@ def run_case(channels, size, batch, tau, activation, target):
         "pytorch": torch_conv_runner(weight, x, padding=1, binary=binary),
         "tvm_dense": tvm_runner(model, x, target, DENSE_POLICY)[0],
     }
+    if binary:  # same function: the inputs have no exact zeros, where sign and b(x) differ
+        runners[BNN_PEER] = bnn_runner(weight, x, target)
     reference = runners["onnxruntime"]()
-    np.testing.assert_allclose(ours(), reference, rtol=1e-4, atol=CHECK_ATOL)
+    for name in ("tvm_snn", BNN_PEER):
+        if name in runners:
+            np.testing.assert_allclose(runners[name](), reference, rtol=1e-4, atol=CHECK_ATOL)
     stats = time_interleaved(runners, repeat=repeats_for(runners), warmup=1)
     ms = {name: stat["median_ms"] for name, stat in stats.items()}
     return {
@@ -95,7 +102,7 @@ def run_case(channels, size, batch, tau, activation, target):
         "activation": activation,
         "lowered": True,
         "median_ms": ms,
-        "ratios": {peer: ms[peer] / ms["tvm_snn"] for peer in PEERS},
+        "ratios": {peer: ms[peer] / ms["tvm_snn"] for peer in ms if peer != "tvm_snn"},
     }
 
 
@@ -107,7 +114,7 @@ def main(argv=None):
     default_to_all_cores()
     taus, batches = ([5], [1]) if args.quick else (TAUS, BATCHES)
     rows = []
-    print(f"{'case':<28} {'tvm-snn ms':>10} " + " ".join(f"{p:>12}" for p in PEERS))
+    print(f"{'case':<28} {'tvm-snn ms':>10} " + " ".join(f"{p:>12}" for p in [*PEERS, BNN_PEER]))
     for activation in ACTIVATIONS:
         for tau in taus:
             for batch in batches:
@@ -119,12 +126,14 @@ def main(argv=None):
                         print(f"{label:<28} not lowered: {row['reason']}", flush=True)
                         continue
                     ratios = " ".join(f"{row['ratios'][p]:>11.2f}x" for p in PEERS)
+                    if BNN_PEER in row["ratios"]:
+                        ratios += f" {row['ratios'][BNN_PEER]:>11.2f}x"
                     print(f"{label:<28} {row['median_ms']['tvm_snn']:>10.3f} {ratios}", flush=True)
     name = "bench_layers_quick" if args.quick else "bench_layers"
     print("wrote", write_results(name, {"machine": machine(), "cases": rows}))
     rows = [r for r in rows if r["lowered"]]
     labels = [f"{r['activation'][:3]} t{r['tau']} b{r['batch']} {r['channels']}x{r['size']}" for r in rows]
-    series = {peer: [r["ratios"][peer] for r in rows] for peer in PEERS}
+    series = {peer: [r["ratios"].get(peer, float("nan")) for r in rows] for peer in [*PEERS, BNN_PEER]}
     print("wrote", plot_ratios(name, labels, series, "sub-bit conv layers: speed-up of tvm-snn"))
 
 

@@ -77,6 +77,21 @@ def tvm_runner(model, x, target, policy=None):
     return (lambda: cm(x)), cm
 
 
+def bnn_runner(weight, x, target, padding=1, stride=1):
+    """Our BNN XOR/popcount kernel (:mod:`schedules.bnn_xnor`) on the same +-1 weight."""
+    import tvm
+
+    from schedules.bnn_xnor import BinaryConv, build_kernel
+    from tvm_snn.target import parse_target
+
+    conv = BinaryConv.from_dense(weight, stride=stride, padding=padding)
+    func, constants, out_shape = build_kernel(conv, x.shape)
+    run = tvm.compile(func, target=parse_target(target)).mod["main"]
+    args = [tvm.runtime.tensor(x), *[tvm.runtime.tensor(c) for c in constants]]
+    out = tvm.runtime.tensor(np.zeros(out_shape, np.float32))
+    return lambda: run(*args, out) or out.numpy()
+
+
 def machine():
     """What the results were measured on."""
     return {

@@ -65,7 +65,7 @@ FFI_MODES = (FFI_STUB, FFI_WHEEL)
 WHEEL_PACKAGE = "apache-tvm-ffi"
 
 # numpy dtype -> the harness's DLPack code letter and bits
-DTYPE_CODES = {"float32": "f32", "int8": "i8", "uint8": "u8", "int32": "i32"}
+DTYPE_CODES = {"float32": "f32", "int8": "i8", "uint8": "u8", "int32": "i32", "uint32": "u32"}
 SCALAR_SHAPE = "-"
 SHAPE_SEPARATOR = "x"
 INPUT_TAG = "i"

@@ -10,8 +10,11 @@ import dataclasses
 import numpy as np
 import pytest
 from test_schedules import subbit_strategies
+from test_schedules.test_bnn_xnor import random_binary_conv
 from tvm import te
 
+from schedules.bnn_xnor import bnn_reference
+from schedules.bnn_xnor import build_kernel as build_bnn_kernel
 from schedules.reference import accumulate_binary, conv2d_reference
 from schedules.subbit import KERNEL_1X1, KERNEL_3X3
 from schedules.subbit_tir import build_kernel
@@ -172,3 +175,15 @@ def test_bad_arguments_are_typed():
         run_under_qemu(func, "aarch64", [np.zeros(DTYPES_SHAPE)], [])
     with pytest.raises(InputError, match=r"output 0 must be a \(shape, dtype\) pair"):
         run_under_qemu(func, "aarch64", [], [DTYPES_SHAPE])
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize(("kernel", "geometry"), [(3, {"padding": 1}), (3, {"padding": 1, "stride": 2}), (1, {})])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_bnn_kernel_is_bit_exact(arch, kernel, geometry):
+    """The BNN XOR/popcount baseline on ARM (NEON ``cnt``), against the NumPy reference."""
+    conv = random_binary_conv(OUT_CHANNELS, 40, kernel, seed=kernel, **geometry)
+    x = np.random.default_rng(kernel).standard_normal((BATCH, 40, *IMAGE_HW)).astype(np.float32)
+    func, constants, out_shape = build_bnn_kernel(conv, x.shape)
+    (out,) = run_under_qemu(func, arch, [x, *constants], [(out_shape, "float32")])
+    np.testing.assert_array_equal(out, bnn_reference(x, conv))
