@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from tvm import te, topi
+from tvm import te, tirx
 
 from schedules.subbit import BITS_PER_BYTE, KERNEL_1X1, SubBitConv
 from tvm_snn.errors import FormatError
@@ -143,15 +143,16 @@ def choose_tile(out_hw, binary, vectors=TILE_VECTORS):
     """The tile for outputs of ``out_hw``: ``vectors`` full vectors of pixels.
 
     A vector is 16 float32 or 32 int16 lanes (binary activations). Rows
-    shorter than a tile are stacked, so a vector may span rows.
+    shorter than a tile are stacked, so a vector may span rows; a small
+    image gets a smaller tile rather than rows of padding.
     """
     out_h, out_w = out_hw
     lanes = BINARY_LANES if binary else VECTOR_LANES
     row = padded_width(out_w)
-    target = lanes * vectors
+    target = min(lanes * vectors, max(row, (1 << (out_h - 1).bit_length()) * row))
     if row >= target:
         return Tile(rows=1, width=math.gcd(row, target), row=row, out_h=out_h)
-    rows = target // row  # rows of 8 or 16 outputs stack into a vector
+    rows = target // row  # rows of 1, 2, 4, 8 or 16 outputs stack into a vector
     return Tile(rows=rows, width=row, row=row, out_h=-(-out_h // rows) * rows)
 
 
@@ -192,6 +193,26 @@ def segment_shape(conv):
     return SEGMENTS_1X1 if conv.kernel_size == KERNEL_1X1 else SEGMENTS_3X3
 
 
+def _phased_pad(source, padding, stride):
+    """``pad[n, c, ry, rx, y, x]``: the zero-padded input at ``(y * sh + ry, x * sw + rx)``.
+
+    Split by stride phase, so a strided conv reads whole vectors: output
+    ``ow``'s tap at padded column ``ow * sw + d`` is ``pad[..., d % sw, ow + d // sw]``.
+    """
+    n_batch, channels, height, width = (int(d) for d in source.shape)
+    top, left, bottom, right = padding
+    (sh, sw) = stride
+    rows, cols = -(-(height + top + bottom) // sh), -(-(width + left + right) // sw)
+
+    def value(n, c, ry, rx, y, x):
+        iy, ix = y * sh + ry - top, x * sw + rx - left
+        inside = tirx.all(iy >= 0, iy < height, ix >= 0, ix < width)
+        safe = source[n, c, tirx.max(tirx.min(iy, height - 1), 0), tirx.max(tirx.min(ix, width - 1), 0)]
+        return tirx.if_then_else(inside, safe, tirx.const(0, source.dtype))
+
+    return te.compute((n_batch, channels, sh, sw, rows, cols), value, name=BLOCK_PAD)
+
+
 def _segment_stage(padded, conv, out_hw, width, dtype):
     """``seg[n, u, s, q, oh, ow]``: segment ``s`` of unit ``u`` under sign pattern ``q``."""
     segments, seg_len = segment_shape(conv)
@@ -199,8 +220,9 @@ def _segment_stage(padded, conv, out_hw, width, dtype):
 
     def tap(n, u, seg, e, oh, ow):
         if conv.kernel_size == KERNEL_1X1:
-            return padded[n, u * conv.channels_per_unit + seg * seg_len + e, oh * sh, ow * sw]
-        return padded[n, u, oh * sh + seg * dh, ow * sw + e * dw]
+            return padded[n, u * conv.channels_per_unit + seg * seg_len + e, 0, 0, oh, ow]
+        row, col = seg * dh, e * dw
+        return padded[n, u, row % sh, col % sw, oh + row // sh, ow + col // sw]
 
     def segment(n, u, seg, q, oh, ow):
         total = None
@@ -271,7 +293,7 @@ def build_te(conv, data_shape):
     # Padded rows and columns are read this far (outputs padded to whole tiles).
     right = max(right, (tile.row - 1) * sw + (conv.kernel_size[1] - 1) * dw + 1 - width - left)
     bottom = max(bottom, (tile.out_h - 1) * sh + (conv.kernel_size[0] - 1) * dh + 1 - height - top)
-    padded = topi.nn.pad(source, [0, 0, top, left], [0, 0, bottom, right], name=BLOCK_PAD)
+    padded = _phased_pad(source, (top, left, bottom, right), conv.stride)
     offsets = _offset_stage(packed, conv, tile.pixels)
     seg = _segment_stage(padded, conv, (tile.out_h, out_hw[1]), tile.row, resp_dtype)
     resp = _response_stage(seg, table, conv, tile)
