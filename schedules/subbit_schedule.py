@@ -157,6 +157,7 @@ def schedule_kernel(func, num_cores=2):
     out = sch.get_sblock(BLOCK_OUT)
     _inline_epilogue(sch, out)
     sch.reverse_compute_at(out, item, preserve_unit_loops=True)
+    sch.vectorize(sch.get_loops(out)[-1])  # along a tile row (masked rows stay scalar)
 
     resp = sch.get_sblock(BLOCK_RESP)
     sch.compute_at(resp, u_o, preserve_unit_loops=True)
