@@ -164,14 +164,23 @@ def schedule_kernel(func, num_cores=2):
     r_u, r_f = sch.get_loops(resp)[-2:]
     pixels = plan["rows"] * plan["width"]
     r_j, r_t = sch.split(r_f, [None, pixels])
-    # Codeword outermost: its segment patterns are read once for the chunk.
-    sch.reorder(r_j, r_u, r_t)
     resp_lanes = VECTOR_BYTES // _dtype_bytes(sch, resp)
-    r_t_o, r_t_i = sch.split(r_t, [None, min(resp_lanes, pixels)])
+    if _codebook_is_baked(sch, resp):
+        # Per unit, every codeword unrolled: its segment patterns are constants
+        # and the unit's segment sums (computed per unit) stay in L1.
+        r_t_o, r_t_i = sch.split(r_t, [None, min(resp_lanes, pixels)])
+        sch.reorder(r_u, r_t_o, r_j, r_t_i)
+        sch.unroll(r_j)
+        seg_at = r_u
+    else:
+        # Codeword outermost: its segment patterns are read once for the chunk,
+        # whose segment sums stay in L1 while all codewords read them.
+        sch.reorder(r_j, r_u, r_t)
+        r_t_o, r_t_i = sch.split(r_t, [None, min(resp_lanes, pixels)])
+        seg_at = u_o
     sch.vectorize(r_t_i)
-    # The chunk's segment sums stay in L1 while all codewords read them.
     seg = sch.get_sblock(BLOCK_SEG)
-    sch.compute_at(seg, u_o, preserve_unit_loops=True)
+    sch.compute_at(seg, seg_at, preserve_unit_loops=True)
     s_loops = sch.get_loops(seg)
     s_q, s_ow = s_loops[-3], s_loops[-1]
     s_ow_o, s_ow_i = sch.split(s_ow, [None, min(VECTOR_BYTES // _dtype_bytes(sch, seg), plan["width"])])
@@ -191,6 +200,11 @@ def schedule_kernel(func, num_cores=2):
             sch.parallel(sch.get_loops(block)[axis])
     _unroll_unpack(sch, plan["tau"])
     return sch.mod["main"]
+
+
+def _codebook_is_baked(sch, resp):
+    """Whether the responses take the codebook from immediates, not the int32 table."""
+    return all(str(region.source.dtype) != "int32" for region in sch.get(resp).reads)
 
 
 def _unroll_unpack(sch, tau):

@@ -51,6 +51,9 @@ BINARY_LANES = 32
 # Vectors of output pixels per tile.
 TILE_VECTORS = 1
 RESP_DTYPE_BINARY = "int16"
+# Up to this tau the codebook is compiled into the kernel (see _response_stage);
+# compile time grows with 2**tau (0.6 s at tau=5, 2 s at 7, 9 s at 8 per layer).
+MAX_BAKED_TAU = 7
 # Segments a unit's sum is split into, as (segments, segment length).
 SEGMENTS_3X3 = (3, 3)
 SEGMENTS_1X1 = (2, 4)
@@ -236,20 +239,51 @@ def _segment_stage(padded, conv, out_hw, width, dtype):
     return te.compute(shape, segment, name=BLOCK_SEG)
 
 
+def _baked_lookup(values, bits, index):
+    """``values[index]`` as an expression of immediates: ``values`` packed
+    ``bits`` per entry into int64 constants, picked by a short Select chain.
+
+    With ``index`` a constant (an unrolled loop), it folds to a constant.
+    """
+    per_word = 63 // bits
+    words = []
+    for start in range(0, len(values), per_word):
+        word = 0
+        for k, value in enumerate(values[start : start + per_word]):
+            word |= int(value) << (bits * k)
+        words.append(word)
+    mask = (1 << bits) - 1
+    index = index.astype("int64")
+    expr = None
+    for w in reversed(range(len(words))):
+        local = index - w * per_word
+        pick = (tirx.const(words[w], "int64") >> (local * bits)) & mask
+        expr = pick if expr is None else tirx.Select(index < (w + 1) * per_word, pick, expr)
+    return expr
+
+
 def _response_stage(seg, table, conv, tile):
     """``resp[n, th, tw, u, f]``: for tile ``(th, tw)``, unit ``u``'s response to
-    codeword ``f // T`` at tile pixel ``f % T`` (``T = tile.pixels``)."""
+    codeword ``f // T`` at tile pixel ``f % T`` (``T = tile.pixels``).
+
+    Up to ``MAX_BAKED_TAU`` the codeword's segment patterns are immediates
+    (:func:`_baked_lookup`): once the codeword loop is unrolled they are
+    constants, so a unit's segment sums stay in registers. Above it they
+    are read from the ``table`` argument.
+    """
     segments, seg_len = segment_shape(conv)
     mask = (1 << seg_len) - 1  # a no-op on the table that bounds the index for the schedule
     n_batch, units, _, _, out_h, row = seg.shape
     pixels = tile.pixels
+    codes = segment_table(conv) if conv.tau <= MAX_BAKED_TAU else None
 
     def response(n, th, tw, u, f):
         j, t = f // pixels, f % pixels
         oh, ow = th * tile.rows + t // tile.width, tw * tile.width + t % tile.width
         total = None
         for s in range(segments):
-            term = seg[n, u, s, table[j, s] & mask, oh, ow]
+            pattern = _baked_lookup(codes[:, s], seg_len, j) if codes is not None else table[j, s] & mask
+            term = seg[n, u, s, pattern, oh, ow]
             total = term if total is None else total + term
         return total
 

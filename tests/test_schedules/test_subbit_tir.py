@@ -9,7 +9,7 @@ from test_schedules.subbit_strategies import make_conv, make_input
 
 from schedules.reference import accumulate_binary, conv2d_reference
 from schedules.subbit import KERNEL_1X1, KERNEL_3X3
-from schedules.subbit_tir import build_kernel
+from schedules.subbit_tir import MAX_BAKED_TAU, build_kernel
 from tvm_snn.errors import FormatError
 
 TARGET = tvm.target.Target({"kind": "llvm"})
@@ -75,3 +75,17 @@ def test_wrong_input_channels():
     conv = make_conv(KERNEL_3X3, 3, 4, 4, seed=0)
     with pytest.raises(FormatError, match="input has 5 channels, the conv takes 4"):
         build_kernel(conv, (1, 5, 8, 8))
+
+
+@pytest.mark.parametrize("tau", [MAX_BAKED_TAU, MAX_BAKED_TAU + 1])
+def test_codebook_is_compiled_in_up_to_max_baked_tau(tau):
+    """Up to MAX_BAKED_TAU the kernel ignores the segment-table argument; above, it reads it."""
+    conv = make_conv(KERNEL_3X3, tau, 4, 6, seed=tau, bias=False, padding=1)
+    x = make_input((1, 4, 6, 6), seed=0, activation="float")
+    kernel = build_kernel(conv, x.shape)
+    lib = tvm.compile(kernel.func, target=TARGET)
+    packed, segments, alpha = kernel.constants
+    out = tvm.runtime.tensor(np.zeros(kernel.out_shape, np.float32))
+    lib(*[tvm.runtime.tensor(a) for a in (x, packed, np.zeros_like(segments), alpha)], out)
+    matches = np.allclose(out.numpy(), conv2d_reference(x, conv), rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
+    assert matches == (tau <= MAX_BAKED_TAU)
