@@ -181,11 +181,11 @@ def schedule_kernel(func, num_cores=2):
     sch.vectorize(r_t_i)
     seg = sch.get_sblock(BLOCK_SEG)
     sch.compute_at(seg, seg_at, preserve_unit_loops=True)
-    s_loops = sch.get_loops(seg)
-    s_q, s_ow = s_loops[-3], s_loops[-1]
-    s_ow_o, s_ow_i = sch.split(s_ow, [None, min(VECTOR_BYTES // _dtype_bytes(sch, seg), plan["width"])])
+    s_q, s_oh, s_ow = sch.get_loops(seg)[-3:]
+    s_pixel = sch.fuse(s_oh, s_ow)  # contiguous, like the tile
+    _, s_lanes = sch.split(s_pixel, [None, min(VECTOR_BYTES // _dtype_bytes(sch, seg), pixels)])
     sch.unroll(s_q)
-    sch.vectorize(s_ow_i)
+    sch.vectorize(s_lanes)
 
     for loop in (o_i, p_o):
         sch.unroll(loop)

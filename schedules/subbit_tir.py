@@ -196,36 +196,55 @@ def segment_shape(conv):
     return SEGMENTS_1X1 if conv.kernel_size == KERNEL_1X1 else SEGMENTS_3X3
 
 
-def _phased_pad(source, padding, stride):
-    """``pad[n, c, ry, rx, y, x]``: the zero-padded input at ``(y * sh + ry, x * sw + rx)``.
+def _planar_pad(source, padding, stride, planes, step, width):
+    """``pad[n, c, ry, k, y, x]``: the zero-padded input at row ``y * sh + ry``,
+    column ``x * sw + k * step``, for ``x < width``.
 
-    Split by stride phase, so a strided conv reads whole vectors: output
-    ``ow``'s tap at padded column ``ow * sw + d`` is ``pad[..., d % sw, ow + d // sw]``.
+    The planes make every tap a contiguous read (see :func:`_column_tap`):
+    ``sw`` column phases (``step = 1``), or, when short rows are stacked into
+    one vector, one plane per column tap (``step = dw``), each as wide as a
+    padded output row, so the stacked rows are contiguous too.
     """
-    n_batch, channels, height, width = (int(d) for d in source.shape)
-    top, left, bottom, right = padding
-    (sh, sw) = stride
-    rows, cols = -(-(height + top + bottom) // sh), -(-(width + left + right) // sw)
+    n_batch, channels, height, in_width = (int(d) for d in source.shape)
+    top, left, bottom, _ = padding
+    sh, sw = stride
+    rows = -(-(height + top + bottom) // sh)
 
-    def value(n, c, ry, rx, y, x):
-        iy, ix = y * sh + ry - top, x * sw + rx - left
-        inside = tirx.all(iy >= 0, iy < height, ix >= 0, ix < width)
-        safe = source[n, c, tirx.max(tirx.min(iy, height - 1), 0), tirx.max(tirx.min(ix, width - 1), 0)]
+    def value(n, c, ry, k, y, x):
+        iy, ix = y * sh + ry - top, x * sw + k * step - left
+        inside = tirx.all(iy >= 0, iy < height, ix >= 0, ix < in_width)
+        safe = source[n, c, tirx.max(tirx.min(iy, height - 1), 0), tirx.max(tirx.min(ix, in_width - 1), 0)]
         return tirx.if_then_else(inside, safe, tirx.const(0, source.dtype))
 
-    return te.compute((n_batch, channels, sh, sw, rows, cols), value, name=BLOCK_PAD)
+    return te.compute((n_batch, channels, sh, planes, rows, width), value, name=BLOCK_PAD)
 
 
-def _segment_stage(padded, conv, out_hw, width, dtype):
+def _column_layout(conv, tile, padded_width):
+    """``(planes, step, width)`` of the padded input for :func:`_planar_pad`."""
+    sw, dw, kw = conv.stride[1], conv.dilation[1], conv.kernel_size[1]
+    if tile.rows > 1 and kw > 1:
+        return kw, dw, tile.row
+    return sw, 1, -(-padded_width // sw)
+
+
+def _column_tap(conv, tile, e, ow):
+    """(plane, column) holding column tap ``e`` of output column ``ow``."""
+    sw, dw, kw = conv.stride[1], conv.dilation[1], conv.kernel_size[1]
+    if tile.rows > 1 and kw > 1:
+        return e, ow
+    return (e * dw) % sw, ow + (e * dw) // sw
+
+
+def _segment_stage(padded, conv, tile, out_hw, width, dtype):
     """``seg[n, u, s, q, oh, ow]``: segment ``s`` of unit ``u`` under sign pattern ``q``."""
     segments, seg_len = segment_shape(conv)
-    (sh, sw), (dh, dw) = conv.stride, conv.dilation
+    sh, dh = conv.stride[0], conv.dilation[0]
 
     def tap(n, u, seg, e, oh, ow):
         if conv.kernel_size == KERNEL_1X1:
             return padded[n, u * conv.channels_per_unit + seg * seg_len + e, 0, 0, oh, ow]
-        row, col = seg * dh, e * dw
-        return padded[n, u, row % sh, col % sw, oh + row // sh, ow + col // sw]
+        plane, col = _column_tap(conv, tile, e, ow)
+        return padded[n, u, (seg * dh) % sh, plane, oh + (seg * dh) // sh, col]
 
     def segment(n, u, seg, q, oh, ow):
         total = None
@@ -327,9 +346,10 @@ def build_te(conv, data_shape):
     # Padded rows and columns are read this far (outputs padded to whole tiles).
     right = max(right, (tile.row - 1) * sw + (conv.kernel_size[1] - 1) * dw + 1 - width - left)
     bottom = max(bottom, (tile.out_h - 1) * sh + (conv.kernel_size[0] - 1) * dh + 1 - height - top)
-    padded = _phased_pad(source, (top, left, bottom, right), conv.stride)
+    layout = _column_layout(conv, tile, left + width + right)
+    padded = _planar_pad(source, (top, left, bottom, right), conv.stride, *layout)
     offsets = _offset_stage(packed, conv, tile.pixels)
-    seg = _segment_stage(padded, conv, (tile.out_h, out_hw[1]), tile.row, resp_dtype)
+    seg = _segment_stage(padded, conv, tile, (tile.out_h, out_hw[1]), tile.row, resp_dtype)
     resp = _response_stage(seg, table, conv, tile)
     # A no-op on offsets (pixels is a power of two) that bounds the gather for the schedule.
     last = ((1 << conv.tau) - 1) * tile.pixels
