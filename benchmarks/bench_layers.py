@@ -40,8 +40,8 @@ SHAPES = [(64, 56), (128, 28), (256, 14), (512, 7)]
 BATCHES = [1, 8]
 TAUS = [4, 5, 6]
 ACTIVATIONS = ["float", "binary"]
-TIME_BUDGET_S = 3.0
-MIN_REPEAT, MAX_REPEAT = 5, 40
+TIME_BUDGET_S = 4.0
+MIN_REPEAT, MAX_REPEAT = 7, 60
 CHECK_ATOL = 1e-3
 PEERS = ["onnxruntime", "pytorch", "tvm_dense"]
 # Binary activations only: our BNN XOR/popcount kernel on the same weight.

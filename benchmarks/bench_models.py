@@ -25,7 +25,7 @@ from tvm_snn.demo import build_resnet18  # noqa: E402
 from tvm_snn.threads import default_to_all_cores  # noqa: E402
 
 BATCHES = [1, 8]
-REPEAT = 20
+REPEAT = 30
 PEERS = ["onnxruntime", "pytorch", "tvm_dense"]
 
 
