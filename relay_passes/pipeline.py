@@ -43,6 +43,16 @@ def target_cores(target):
     return int(cores) if cores else (os.cpu_count() or 1)
 
 
+def target_vector_bytes(target):
+    """Bytes of the target's widest SIMD register: 64 (AVX-512), 32 (AVX2) or 16 (NEON, SSE)."""
+    from tvm.target import codegen
+
+    for feature, width in (("avx512f", 64), ("avx2", 32)):
+        if codegen.target_has_features(feature, target):
+            return width
+    return 16
+
+
 def build_pipeline(target, layers, policy=None):
     """Return the full Relax pipeline for ``target`` as one module pass."""
     cpu = cpu_pipeline
@@ -50,7 +60,7 @@ def build_pipeline(target, layers, policy=None):
         snn_passes(layers, policy)
         + cpu.library_dispatch_passes(target)
         + cpu.legalize_passes(target)
-        + [ScheduleSubBitKernels(target_cores(target)), ScheduleDenseFallback()]
+        + [ScheduleSubBitKernels(target_cores(target), target_vector_bytes(target)), ScheduleDenseFallback()]
         + cpu.dataflow_lower_passes(target)
         + cpu.finalize_passes(target)
     )

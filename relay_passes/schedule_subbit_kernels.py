@@ -14,6 +14,7 @@ import tvm
 from schedules.subbit_schedule import is_subbit_kernel, schedule_kernel
 
 DEFAULT_CORES = 2
+DEFAULT_VECTOR_BYTES = 64
 
 
 @tvm.transform.module_pass(opt_level=0, name="tvm_snn.ScheduleSubBitKernels")
@@ -24,14 +25,17 @@ class ScheduleSubBitKernels:
     ----------
     num_cores : int
         Cores the schedule spreads work over (the target's ``num-cores``).
+    vector_bytes : int
+        The target's SIMD register width, which sizes the register blocking.
     """
 
-    def __init__(self, num_cores=DEFAULT_CORES):
+    def __init__(self, num_cores=DEFAULT_CORES, vector_bytes=DEFAULT_VECTOR_BYTES):
         self.num_cores = num_cores
+        self.vector_bytes = vector_bytes
 
     def transform_module(self, mod, _ctx):
         updates = {
-            gv: schedule_kernel(func, self.num_cores)
+            gv: schedule_kernel(func, self.num_cores, self.vector_bytes)
             for gv, func in mod.functions_items()
             if isinstance(func, tvm.tirx.PrimFunc) and is_subbit_kernel(func)
         }

@@ -34,7 +34,9 @@ from schedules.subbit_tir import (
 RESP_BUDGET_BYTES = 24 * 1024
 # Elements below which a side stage stays serial (a fork/join costs more).
 MIN_PARALLEL_WORK = 1 << 16
+# Vector registers for accumulators (of 32 on AVX-512 and NEON; half on AVX2).
 ACC_REGISTERS = 24
+AVX2_BYTES = 32
 # Parallel work items wanted per core, and the most channel parts to make them.
 ITEMS_PER_CORE = 4
 MAX_SPLITS = 4
@@ -91,7 +93,7 @@ def _unbalanced(items, num_cores):
     return items < ITEMS_PER_CORE * num_cores
 
 
-def _plan(sch, num_cores):
+def _plan(sch, num_cores, vector_bytes=VECTOR_BYTES):
     """Tile geometry (from the buffers) and the chunk, block and split sizes."""
     resp = sch.get_sblock(BLOCK_RESP)
     n_batch, tiles_h, tiles_w, units, span = _extents(sch, resp)
@@ -100,7 +102,7 @@ def _plan(sch, num_cores):
     rows, width = out_h // tiles_h, row // tiles_w
     pixels = rows * width
     acc_bytes = _dtype_bytes(sch, sch.get_sblock(BLOCK_ACC))
-    vectors = max(1, pixels * acc_bytes // VECTOR_BYTES)
+    vectors = max(1, pixels * acc_bytes // vector_bytes)  # registers per channel's accumulator
     chunk = _largest_divisor(units, RESP_BUDGET_BYTES // (span * codeword_bytes))
     tiles = n_batch * tiles_h * tiles_w
     splits = 1
@@ -110,7 +112,8 @@ def _plan(sch, num_cores):
         and out_channels % (splits * 2) == 0
     ):
         splits *= 2
-    block = _largest_divisor(out_channels // splits, max(1, ACC_REGISTERS // vectors))
+    registers = ACC_REGISTERS if vector_bytes != AVX2_BYTES else ACC_REGISTERS // 2  # AVX2 has 16
+    block = _largest_divisor(out_channels // splits, max(1, registers // vectors))
     return {
         "tau": (span // pixels).bit_length() - 1,
         "rows": rows,
@@ -122,7 +125,7 @@ def _plan(sch, num_cores):
     }
 
 
-def schedule_kernel(func, num_cores=2):
+def schedule_kernel(func, num_cores=2, vector_bytes=VECTOR_BYTES):
     """Schedule a sub-bit kernel, alone or fused with an elementwise epilogue.
 
     Parameters
@@ -131,13 +134,16 @@ def schedule_kernel(func, num_cores=2):
         A function for which :func:`is_subbit_kernel` holds.
     num_cores : int
         Cores to spread the work over.
+    vector_bytes : int
+        The target's SIMD register width (64 AVX-512, 32 AVX2, 16 NEON):
+        how many output channels' accumulators fit in registers.
 
     Returns
     -------
     tvm.tirx.PrimFunc
     """
     sch = tvm.s_tir.Schedule(func)
-    plan = _plan(sch, num_cores)
+    plan = _plan(sch, num_cores, vector_bytes)
     if _has_block(sch, BLOCK_SIGNS):
         sch.compute_inline(sch.get_sblock(BLOCK_SIGNS))
 

@@ -372,7 +372,7 @@ def build_te(conv, data_shape):
     return [*inputs, out]
 
 
-def build_kernel(conv, data_shape, schedule=True, num_cores=2):
+def build_kernel(conv, data_shape, schedule=True, num_cores=2, vector_bytes=64):
     """Build the sub-bit conv kernel for ``conv`` on inputs of ``data_shape``.
 
     Parameters
@@ -384,6 +384,8 @@ def build_kernel(conv, data_shape, schedule=True, num_cores=2):
         Apply the CPU schedule (True) or return the naive loop nest.
     num_cores : int
         Cores the schedule spreads work over.
+    vector_bytes : int
+        The target's SIMD register width (64 AVX-512, 32 AVX2, 16 NEON).
 
     Returns
     -------
@@ -396,6 +398,6 @@ def build_kernel(conv, data_shape, schedule=True, num_cores=2):
     args = build_te(conv, tuple(int(d) for d in data_shape))
     func = te.create_prim_func(args, index_dtype_override=INDEX_DTYPE)
     if schedule:
-        func = schedule_kernel(func, num_cores)
+        func = schedule_kernel(func, num_cores, vector_bytes)
     out_shape = tuple(int(d) for d in args[-1].shape)
     return SubBitKernel(func=func, constants=kernel_constants(conv), out_shape=out_shape)

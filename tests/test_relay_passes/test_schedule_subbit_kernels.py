@@ -1,6 +1,7 @@
 """ScheduleSubBitKernels: the fused epilogue lands in the kernel, which is then scheduled."""
 
 import numpy as np
+import pytest
 import tvm
 from relax_builders import subbit_weight
 from tvm import relax
@@ -8,11 +9,12 @@ from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
 
 from relay_passes.detect_subbit_conv import DetectSubBitConv
 from relay_passes.lower_subbit_conv import LowerSubBitConv
-from relay_passes.pipeline import build_pipeline
+from relay_passes.pipeline import build_pipeline, target_vector_bytes
 from relay_passes.schedule_subbit_kernels import ScheduleSubBitKernels
 from schedules.reference import conv2d_reference
 from schedules.subbit import SubBitConv
 from schedules.subbit_schedule import is_subbit_kernel, schedule_kernel
+from tvm_snn.target import parse_target
 
 SHAPE = (1, 64, 8, 8)
 TARGET = tvm.target.Target({"kind": "llvm"})
@@ -77,3 +79,11 @@ def test_fused_block_matches_reference():
     conv = SubBitConv.from_dense(weight, bias=bias, padding=1)
     expected = np.maximum(conv2d_reference(x, conv) + residual, 0)
     np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize(
+    ("target", "width"),
+    [("llvm -mcpu=skylake-avx512", 64), ("llvm -mcpu=haswell", 32), ("aarch64", 16), ("pynq", 16)],
+)
+def test_register_blocking_follows_the_target_vector_width(target, width):
+    assert target_vector_bytes(parse_target(target)) == width

@@ -56,8 +56,11 @@ def make_input(seed, activation):
     return subbit_strategies.make_input((BATCH, IN_CHANNELS, *IMAGE_HW), seed, activation)
 
 
+NEON_BYTES = 16
+
+
 def run_kernel(conv, x, arch, **options):
-    kernel = build_kernel(conv, x.shape)
+    kernel = build_kernel(conv, x.shape, vector_bytes=NEON_BYTES)  # NEON register blocking
     (out,) = run_under_qemu(kernel.func, arch, [x, *kernel.constants], [(kernel.out_shape, "float32")], **options)
     return out
 
