@@ -88,11 +88,6 @@ def _largest_divisor(n, at_most):
     return max(d for d in range(1, max(1, min(n, at_most)) + 1) if n % d == 0)
 
 
-def _unbalanced(items, num_cores):
-    """Too few items for the cores, or few and not a multiple of them."""
-    return items < ITEMS_PER_CORE * num_cores
-
-
 def _plan(sch, num_cores, vector_bytes=VECTOR_BYTES):
     """Tile geometry (from the buffers) and the chunk, block and split sizes."""
     resp = sch.get_sblock(BLOCK_RESP)
@@ -121,7 +116,6 @@ def _plan(sch, num_cores, vector_bytes=VECTOR_BYTES):
         "chunk": chunk,
         "splits": splits,
         "block": block,
-        "tiles": tiles,
     }
 
 
@@ -165,33 +159,7 @@ def schedule_kernel(func, num_cores=2, vector_bytes=VECTOR_BYTES):
     sch.reverse_compute_at(out, item, preserve_unit_loops=True)
     sch.vectorize(sch.get_loops(out)[-1])  # along a tile row (masked rows stay scalar)
 
-    resp = sch.get_sblock(BLOCK_RESP)
-    sch.compute_at(resp, u_o, preserve_unit_loops=True)
-    r_u, r_f = sch.get_loops(resp)[-2:]
-    pixels = plan["rows"] * plan["width"]
-    r_j, r_t = sch.split(r_f, [None, pixels])
-    resp_lanes = VECTOR_BYTES // _dtype_bytes(sch, resp)
-    if _codebook_is_baked(sch, resp):
-        # Per unit, every codeword unrolled: its segment patterns are constants
-        # and the unit's segment sums (computed per unit) stay in L1.
-        r_t_o, r_t_i = sch.split(r_t, [None, min(resp_lanes, pixels)])
-        sch.reorder(r_u, r_t_o, r_j, r_t_i)
-        sch.unroll(r_j)
-        seg_at = r_u
-    else:
-        # Codeword outermost: its segment patterns are read once for the chunk,
-        # whose segment sums stay in L1 while all codewords read them.
-        sch.reorder(r_j, r_u, r_t)
-        r_t_o, r_t_i = sch.split(r_t, [None, min(resp_lanes, pixels)])
-        seg_at = u_o
-    sch.vectorize(r_t_i)
-    seg = sch.get_sblock(BLOCK_SEG)
-    sch.compute_at(seg, seg_at, preserve_unit_loops=True)
-    s_q, s_oh, s_ow = sch.get_loops(seg)[-3:]
-    s_pixel = sch.fuse(s_oh, s_ow)  # contiguous, like the tile
-    _, s_lanes = sch.split(s_pixel, [None, min(VECTOR_BYTES // _dtype_bytes(sch, seg), pixels)])
-    sch.unroll(s_q)
-    sch.vectorize(s_lanes)
+    _schedule_responses(sch, u_o, plan["rows"] * plan["width"])
 
     for loop in (o_i, p_o):
         sch.unroll(loop)
@@ -206,6 +174,36 @@ def schedule_kernel(func, num_cores=2, vector_bytes=VECTOR_BYTES):
             sch.parallel(sch.get_loops(block)[axis])
     _unroll_unpack(sch, plan["tau"])
     return sch.mod["main"]
+
+
+def _schedule_responses(sch, chunk_loop, pixels):
+    """Compute a chunk's responses, and each unit's segment sums, inside the chunk loop."""
+    resp = sch.get_sblock(BLOCK_RESP)
+    sch.compute_at(resp, chunk_loop, preserve_unit_loops=True)
+    r_u, r_f = sch.get_loops(resp)[-2:]
+    r_j, r_t = sch.split(r_f, [None, pixels])
+    resp_lanes = min(VECTOR_BYTES // _dtype_bytes(sch, resp), pixels)
+    if _codebook_is_baked(sch, resp):
+        # Per unit, every codeword unrolled: its segment patterns are constants
+        # and the unit's segment sums stay in L1.
+        r_t_o, r_t_i = sch.split(r_t, [None, resp_lanes])
+        sch.reorder(r_u, r_t_o, r_j, r_t_i)
+        sch.unroll(r_j)
+        seg_at = r_u
+    else:
+        # Codeword outermost: its segment patterns are read once for the chunk,
+        # whose segment sums stay in L1 while all codewords read them.
+        sch.reorder(r_j, r_u, r_t)
+        r_t_o, r_t_i = sch.split(r_t, [None, resp_lanes])
+        seg_at = chunk_loop
+    sch.vectorize(r_t_i)
+    seg = sch.get_sblock(BLOCK_SEG)
+    sch.compute_at(seg, seg_at, preserve_unit_loops=True)
+    s_q, s_oh, s_ow = sch.get_loops(seg)[-3:]
+    s_pixel = sch.fuse(s_oh, s_ow)  # contiguous, like the tile
+    _, s_lanes = sch.split(s_pixel, [None, min(VECTOR_BYTES // _dtype_bytes(sch, seg), pixels)])
+    sch.unroll(s_q)
+    sch.vectorize(s_lanes)
 
 
 def _codebook_is_baked(sch, resp):
