@@ -2,12 +2,17 @@
 
 Peers are timed interleaved (one call of each per round), so a slow phase of
 the machine hits all of them alike; the median of the rounds is reported.
+The order is shuffled every round (with a fixed seed): a peer whose threads
+keep spinning after it returns (PyTorch's OpenMP pool does) slows whoever
+runs next, so no peer may always run after the same one.
 """
 
+import random
 import statistics
 import time
 
 MS_PER_S = 1e3
+ORDER_SEED = 0
 
 
 def summarize(times_ms):
@@ -41,10 +46,13 @@ def time_interleaved(runners, repeat=20, warmup=3):
     for _ in range(warmup):
         for run in runners.values():
             run()
-    times = {name: [] for name in runners}
+    names = list(runners)
+    times = {name: [] for name in names}
+    order = random.Random(ORDER_SEED)
     for _ in range(repeat):
-        for name, run in runners.items():
+        shuffled = order.sample(names, len(names))
+        for name in shuffled:
             start = time.perf_counter()
-            run()
+            runners[name]()
             times[name].append((time.perf_counter() - start) * MS_PER_S)
-    return {name: summarize(values) for name, values in times.items()}
+    return {name: summarize(times[name]) for name in names}
