@@ -26,6 +26,7 @@ import tvm
 from tvm import te, tirx, topi
 
 from schedules.subbit import as_padding, as_pair, conv_output_hw
+from schedules.subbit_schedule import largest_divisor
 from tvm_snn.errors import FormatError
 
 WORD_BITS = 32
@@ -168,10 +169,8 @@ def schedule(func, num_cores=2):
     n, o, y, x, ry, rx, rw = sch.get_loops(acc)
     n_out, o_out, out_h, row = (int(v.dom.extent) for v in sch.get(acc).iter_vars[:4])
     vectors = row // VECTOR_LANES
-    per_block = max(1, min(vectors, ACC_REGISTERS // CHANNEL_BLOCK))
-    while vectors % per_block:
-        per_block -= 1
-    block = max(d for d in range(1, min(o_out, ACC_REGISTERS // per_block) + 1) if o_out % d == 0)
+    per_block = largest_divisor(vectors, ACC_REGISTERS // CHANNEL_BLOCK)
+    block = largest_divisor(o_out, ACC_REGISTERS // per_block)
     x_o, x_v, x_l = sch.split(x, [None, per_block, VECTOR_LANES])
     o_o, o_i = sch.split(o, [None, block])
     sch.reorder(n, y, x_o, o_o, ry, rx, rw, o_i, x_v, x_l)

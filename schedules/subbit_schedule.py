@@ -84,7 +84,8 @@ def _inline_epilogue(sch, block):
             return
 
 
-def _largest_divisor(n, at_most):
+def largest_divisor(n, at_most):
+    """The largest divisor of ``n`` that is at most ``at_most`` (at least 1)."""
     return max(d for d in range(1, max(1, min(n, at_most)) + 1) if n % d == 0)
 
 
@@ -98,7 +99,7 @@ def _plan(sch, num_cores, vector_bytes=VECTOR_BYTES):
     pixels = rows * width
     acc_bytes = _dtype_bytes(sch, sch.get_sblock(BLOCK_ACC))
     vectors = max(1, pixels * acc_bytes // vector_bytes)  # registers per channel's accumulator
-    chunk = _largest_divisor(units, RESP_BUDGET_BYTES // (span * codeword_bytes))
+    chunk = largest_divisor(units, RESP_BUDGET_BYTES // (span * codeword_bytes))
     tiles = n_batch * tiles_h * tiles_w
     splits = 1
     while (
@@ -108,7 +109,7 @@ def _plan(sch, num_cores, vector_bytes=VECTOR_BYTES):
     ):
         splits *= 2
     registers = ACC_REGISTERS if vector_bytes != AVX2_BYTES else ACC_REGISTERS // 2  # AVX2 has 16
-    block = _largest_divisor(out_channels // splits, max(1, registers // vectors))
+    block = largest_divisor(out_channels // splits, max(1, registers // vectors))
     return {
         "tau": (span // pixels).bit_length() - 1,
         "rows": rows,
