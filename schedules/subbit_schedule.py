@@ -169,10 +169,10 @@ def schedule_kernel(func, num_cores=2, vector_bytes=VECTOR_BYTES):
     sch.decompose_reduction(acc, u_o)
     # Padding and unpacking the O x U indices run on every call; a parallel region
     # costs a fork and a join, so only large ones are spread over the cores.
-    for name, axis in ((BLOCK_PAD, 1), (BLOCK_IDX, 0)):
+    for name, outer in ((BLOCK_PAD, 3), (BLOCK_IDX, 1)):
         block = sch.get_sblock(name)
         if _work(sch, block) >= MIN_PARALLEL_WORK:
-            sch.parallel(sch.get_loops(block)[axis])
+            sch.parallel(sch.fuse(*sch.get_loops(block)[:outer]))
     _unroll_unpack(sch, plan["tau"])
     return sch.mod["main"]
 

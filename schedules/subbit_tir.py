@@ -196,9 +196,29 @@ def segment_shape(conv):
     return SEGMENTS_1X1 if conv.kernel_size == KERNEL_1X1 else SEGMENTS_3X3
 
 
-def _planar_pad(source, padding, stride, planes, step, width):
-    """``pad[n, c, ry, k, y, x]``: the zero-padded input at row ``y * sh + ry``,
-    column ``x * sw + k * step``, for ``x < width``.
+@dataclass(frozen=True)
+class PaddedInput:
+    """The zero-padded input (see :func:`_planar_pad`) and its memory order.
+
+    Row-major (``[n, ry, y, c, k, x]``) keeps the rows one tile reads, of
+    every channel, in one contiguous block, so a batch larger than L2 still
+    streams through the prefetchers; channel-major (``[n, c, ry, k, y, x]``)
+    keeps a channel's rows adjacent, which stacked-row tiles need.
+    """
+
+    tensor: te.Tensor
+    row_major: bool
+
+    def at(self, n, c, ry, k, y, x):
+        """The padded input at channel ``c``, row phase ``ry``, plane ``k``, row ``y``, column ``x``."""
+        if self.row_major:
+            return self.tensor[n, ry, y, c, k, x]
+        return self.tensor[n, c, ry, k, y, x]
+
+
+def _planar_pad(source, padding, stride, planes, step, width, row_major):
+    """The zero-padded input at row ``y * sh + ry``, column ``x * sw + k * step``,
+    for ``x < width``, as a :class:`PaddedInput`.
 
     The planes make every tap a contiguous read (see :func:`_column_tap`):
     ``sw`` column phases (``step = 1``), or, when short rows are stacked into
@@ -216,7 +236,12 @@ def _planar_pad(source, padding, stride, planes, step, width):
         safe = source[n, c, tirx.max(tirx.min(iy, height - 1), 0), tirx.max(tirx.min(ix, in_width - 1), 0)]
         return tirx.if_then_else(inside, safe, tirx.const(0, source.dtype))
 
-    return te.compute((n_batch, channels, sh, planes, rows, width), value, name=BLOCK_PAD)
+    if row_major:
+        shape = (n_batch, sh, rows, channels, planes, width)
+        tensor = te.compute(shape, lambda n, ry, y, c, k, x: value(n, c, ry, k, y, x), name=BLOCK_PAD)
+    else:
+        tensor = te.compute((n_batch, channels, sh, planes, rows, width), value, name=BLOCK_PAD)
+    return PaddedInput(tensor, row_major)
 
 
 def _column_layout(conv, tile, padded_width):
@@ -242,9 +267,9 @@ def _segment_stage(padded, conv, tile, out_hw, width, dtype):
 
     def tap(n, u, seg, e, oh, ow):
         if conv.kernel_size == KERNEL_1X1:
-            return padded[n, u * conv.channels_per_unit + seg * seg_len + e, 0, 0, oh, ow]
+            return padded.at(n, u * conv.channels_per_unit + seg * seg_len + e, 0, 0, oh, ow)
         plane, col = _column_tap(conv, tile, e, ow)
-        return padded[n, u, (seg * dh) % sh, plane, oh + (seg * dh) // sh, col]
+        return padded.at(n, u, (seg * dh) % sh, plane, oh + (seg * dh) // sh, col)
 
     def segment(n, u, seg, q, oh, ow):
         total = None
@@ -254,7 +279,7 @@ def _segment_stage(padded, conv, tile, out_hw, width, dtype):
             total = term if total is None else total + term
         return total
 
-    shape = (padded.shape[0], conv.num_units, segments, 1 << seg_len, out_hw[0], width)
+    shape = (padded.tensor.shape[0], conv.num_units, segments, 1 << seg_len, out_hw[0], width)
     return te.compute(shape, segment, name=BLOCK_SEG)
 
 
@@ -347,7 +372,7 @@ def build_te(conv, data_shape):
     right = max(right, (tile.row - 1) * sw + (conv.kernel_size[1] - 1) * dw + 1 - width - left)
     bottom = max(bottom, (tile.out_h - 1) * sh + (conv.kernel_size[0] - 1) * dh + 1 - height - top)
     layout = _column_layout(conv, tile, left + width + right)
-    padded = _planar_pad(source, (top, left, bottom, right), conv.stride, *layout)
+    padded = _planar_pad(source, (top, left, bottom, right), conv.stride, *layout, row_major=tile.rows == 1)
     offsets = _offset_stage(packed, conv, tile.pixels)
     seg = _segment_stage(padded, conv, tile, (tile.out_h, out_hw[1]), tile.row, resp_dtype)
     resp = _response_stage(seg, table, conv, tile)
