@@ -26,12 +26,13 @@ from schedules.subbit_tir import (
     BLOCK_IDX,
     BLOCK_OUT,
     BLOCK_PAD,
+    BLOCK_PARTIAL,
     BLOCK_RESP,
     BLOCK_SEG,
     BLOCK_SIGNS,
+    RESP_BUDGET_BYTES,
 )
 
-RESP_BUDGET_BYTES = 24 * 1024
 # Elements below which a side stage stays serial (a fork/join costs more).
 MIN_PARALLEL_WORK = 1 << 16
 # Vector registers for accumulators (of 32 on AVX-512 and NEON; half on AVX2).
@@ -97,9 +98,14 @@ def _plan(sch, num_cores, vector_bytes=VECTOR_BYTES):
     codeword_bytes = _dtype_bytes(sch, resp)
     rows, width = out_h // tiles_h, row // tiles_w
     pixels = rows * width
-    acc_bytes = _dtype_bytes(sch, sch.get_sblock(BLOCK_ACC))
+    partial = _has_block(sch, BLOCK_PARTIAL)  # binary: int8 sums per group of units
+    register_block = sch.get_sblock(BLOCK_PARTIAL if partial else BLOCK_ACC)
+    acc_bytes = _dtype_bytes(sch, register_block)
     vectors = max(1, pixels * acc_bytes // vector_bytes)  # registers per channel's accumulator
-    chunk = largest_divisor(units, RESP_BUDGET_BYTES // (span * codeword_bytes))
+    if partial:  # the group the int8 sums span, sized to the budget by the kernel
+        chunk = _extents(sch, register_block)[-1]
+    else:
+        chunk = largest_divisor(units, RESP_BUDGET_BYTES // (span * codeword_bytes))
     tiles = n_batch * tiles_h * tiles_w
     splits = 1
     while (
@@ -143,30 +149,39 @@ def schedule_kernel(func, num_cores=2, vector_bytes=VECTOR_BYTES):
         sch.compute_inline(sch.get_sblock(BLOCK_SIGNS))
 
     acc = sch.get_sblock(BLOCK_ACC)
-    acc_bytes = _dtype_bytes(sch, acc)
-    lanes = VECTOR_BYTES // acc_bytes
+    lanes = VECTOR_BYTES // _dtype_bytes(sch, acc)
+    pixels = plan["rows"] * plan["width"]
     n, o, oh, ow, u = sch.get_loops(acc)
     oh_o, oh_i = sch.split(oh, [None, plan["rows"]])
     ow_o, ow_i = sch.split(ow, [None, plan["width"]])
     o_p, o_o, o_i = sch.split(o, [plan["splits"], None, plan["block"]])
-    u_o, u_i = sch.split(u, [None, plan["chunk"]])
-    sch.reorder(n, oh_o, ow_o, o_p, u_o, o_o, u_i, o_i, oh_i, ow_i)
+    partial = _has_block(sch, BLOCK_PARTIAL)
+    if partial:  # u is the group: the partial sums take the units below o_o
+        u_o, units = u, []
+    else:
+        u_o, u_i = sch.split(u, [None, plan["chunk"]])
+        units = [u_i]
+    sch.reorder(n, oh_o, ow_o, o_p, u_o, o_o, *units, o_i, oh_i, ow_i)
     item = sch.fuse(n, oh_o, ow_o, o_p)
     pixel = sch.fuse(oh_i, ow_i)  # contiguous: a tile is whole rows or part of one
-    p_o, p_i = sch.split(pixel, [None, min(lanes, plan["rows"] * plan["width"])])
+    p_o, p_i = sch.split(pixel, [None, min(lanes, pixels)])
+    if partial:
+        partial_units = _schedule_partial_sums(sch, o_o, pixels)
 
     out = sch.get_sblock(BLOCK_OUT)
     _inline_epilogue(sch, out)
     sch.reverse_compute_at(out, item, preserve_unit_loops=True)
     sch.vectorize(sch.get_loops(out)[-1])  # along a tile row (masked rows stay scalar)
 
-    _schedule_responses(sch, u_o, plan["rows"] * plan["width"])
+    _schedule_responses(sch, u_o, pixels)
 
     for loop in (o_i, p_o):
         sch.unroll(loop)
     sch.vectorize(p_i)
     sch.parallel(item)
     sch.decompose_reduction(acc, u_o)
+    if partial:
+        sch.decompose_reduction(sch.get_sblock(BLOCK_PARTIAL), partial_units)
     # Padding and unpacking the O x U indices run on every call; a parallel region
     # costs a fork and a join, so only large ones are spread over the cores.
     for name, outer in ((BLOCK_PAD, 3), (BLOCK_IDX, 1)):
@@ -175,6 +190,26 @@ def schedule_kernel(func, num_cores=2, vector_bytes=VECTOR_BYTES):
             sch.parallel(sch.fuse(*sch.get_loops(block)[:outer]))
     _unroll_unpack(sch, plan["tau"])
     return sch.mod["main"]
+
+
+def _schedule_partial_sums(sch, block_loop, pixels):
+    """Sum a group's int8 responses for a block of channels in registers, under ``block_loop``.
+
+    Per unit of the group, each channel of the block adds one vector of
+    responses at its offset; the widened sums are then added to the
+    accumulator. Returns the unit loop (to decompose the reduction at).
+    """
+    partial = sch.get_sblock(BLOCK_PARTIAL)
+    sch.compute_at(partial, block_loop, preserve_unit_loops=True)
+    o, _, oh, ow, u = sch.get_loops(partial)[-5:]
+    pixel = sch.fuse(oh, ow)
+    sch.reorder(u, o, pixel)
+    lanes = min(VECTOR_BYTES // _dtype_bytes(sch, partial), pixels)
+    p_o, p_i = sch.split(pixel, [None, lanes])
+    sch.unroll(o)
+    sch.unroll(p_o)
+    sch.vectorize(p_i)
+    return u
 
 
 def _schedule_responses(sch, chunk_loop, pixels):

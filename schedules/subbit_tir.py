@@ -22,8 +22,10 @@ up to a multiple of 8 or 16, and short rows stacked, so every gather is a
 full vector load.
 
 With binary activations the input holds ``sign(x)`` (values -1, 0, +1); the
-responses are int16 and the gather accumulates in int16 (or int32 for very
-wide layers), so both are exact, and only the epilogue is float.
+responses are int8 (at most 9 in magnitude), so a vector holds 64 pixels.
+The gather sums a group of units in int8 (``snn_partial``, at most
+``127 // 9`` units, so exact) and adds each group's sum to an int16 (or
+int32, for very wide layers) accumulator; only the epilogue is float.
 
 The schedule is in :mod:`schedules.subbit_schedule`.
 """
@@ -46,11 +48,15 @@ PACKED_DTYPE = "uint8"
 UNPACK_TAIL_BYTES = 1
 # Lanes of one vector (float32 in a zmm register).
 VECTOR_LANES = 16
-# int16 lanes of one vector: binary responses and accumulators.
-BINARY_LANES = 32
+# int8 lanes of one vector: binary responses and partial sums.
+BINARY_LANES = 64
 # Vectors of output pixels per tile.
 TILE_VECTORS = 1
-RESP_DTYPE_BINARY = "int16"
+RESP_DTYPE_BINARY = "int8"
+PARTIAL_DTYPE_BINARY = "int8"
+INT8_LIMIT = 2**7 - 1
+# A tile's responses are computed a group of units at a time, sized to stay in L1.
+RESP_BUDGET_BYTES = 24 * 1024
 # Up to this tau the codebook is compiled into the kernel (see _response_stage);
 # compile time grows with 2**tau (0.6 s at tau=5, 2 s at 7, 9 s at 8 per layer).
 MAX_BAKED_TAU = 7
@@ -64,6 +70,7 @@ BLOCK_PAD = "snn_pad"
 BLOCK_SEG = "snn_seg"
 BLOCK_RESP = "snn_resp"
 BLOCK_ACC = "snn_acc"
+BLOCK_PARTIAL = "snn_partial"
 BLOCK_OUT = "snn_out"
 # Relax legalizes ops with int64 shapes; FuseTIR needs the same buffer types.
 INDEX_DTYPE = "int64"
@@ -114,6 +121,18 @@ def padded_width(out_width):
     if out_width <= VECTOR_LANES:
         return 1 << (out_width - 1).bit_length()
     return -(-out_width // VECTOR_LANES) * VECTOR_LANES
+
+
+def binary_group(conv, pixels):
+    """Units whose int8 responses are summed in int8 before widening (binary only).
+
+    At most ``127 // max|response|`` (exact), at most the units whose
+    responses fit ``RESP_BUDGET_BYTES``, and a divisor of the unit count.
+    """
+    exact = INT8_LIMIT // (conv.unit_size)
+    fits = max(1, RESP_BUDGET_BYTES // ((1 << conv.tau) * pixels))
+    units = conv.num_units
+    return max(d for d in range(1, min(units, exact, fits) + 1) if units % d == 0)
 
 
 def accumulator_dtype(conv):
@@ -378,15 +397,29 @@ def build_te(conv, data_shape):
     resp = _response_stage(seg, table, conv, tile)
     # A no-op on offsets (pixels is a power of two) that bounds the gather for the schedule.
     last = ((1 << conv.tau) - 1) * tile.pixels
-    u = te.reduce_axis((0, conv.num_units), "u")
+    shape = (n_batch, conv.out_channels, tile.out_h, tile.row)
 
-    def gather(n, o, oh, ow):
+    def response_at(n, o, oh, ow, u, dtype):
         offset = (offsets[o, u] & last) + (oh % tile.rows) * tile.width + ow % tile.width
-        return te.sum(
-            resp[n, oh // tile.rows, ow // tile.width, u, offset].astype(acc_dtype), axis=u
-        )
+        return resp[n, oh // tile.rows, ow // tile.width, u, offset].astype(dtype)
 
-    acc = te.compute((n_batch, conv.out_channels, tile.out_h, tile.row), gather, name=BLOCK_ACC)
+    if binary:
+        group = binary_group(conv, tile.pixels)
+        u_i = te.reduce_axis((0, group), "u_i")
+        partial = te.compute(
+            (n_batch, conv.out_channels, conv.num_units // group, tile.out_h, tile.row),
+            lambda n, o, g, oh, ow: te.sum(response_at(n, o, oh, ow, g * group + u_i, PARTIAL_DTYPE_BINARY), axis=u_i),
+            name=BLOCK_PARTIAL,
+        )
+        g = te.reduce_axis((0, conv.num_units // group), "g")
+        acc = te.compute(
+            shape, lambda n, o, oh, ow: te.sum(partial[n, o, g, oh, ow].astype(acc_dtype), axis=g), name=BLOCK_ACC
+        )
+    else:
+        u = te.reduce_axis((0, conv.num_units), "u")
+        acc = te.compute(
+            shape, lambda n, o, oh, ow: te.sum(response_at(n, o, oh, ow, u, acc_dtype), axis=u), name=BLOCK_ACC
+        )
 
     def epilogue(n, o, oh, ow):
         value = acc[n, o, oh, ow].astype(FLOAT_DTYPE) * alpha[o]
