@@ -184,8 +184,6 @@ def schedule_kernel(func, num_cores=2, vector_bytes=VECTOR_BYTES):
         sch.decompose_reduction(sch.get_sblock(BLOCK_PARTIAL), partial_units)
     # Padding and unpacking the O x U indices run on every call; a parallel region
     # costs a fork and a join, so only large ones are spread over the cores.
-    # Along a padded row: a Select of clamped loads, so the border does not scalarize it.
-    sch.vectorize(sch.get_loops(sch.get_sblock(BLOCK_PAD))[-1])
     for name, outer in ((BLOCK_PAD, 3), (BLOCK_IDX, 1)):
         block = sch.get_sblock(name)
         if _work(sch, block) >= MIN_PARALLEL_WORK:

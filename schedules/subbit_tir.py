@@ -253,7 +253,7 @@ def _planar_pad(source, padding, stride, planes, step, width, row_major):
         iy, ix = y * sh + ry - top, x * sw + k * step - left
         inside = tirx.all(iy >= 0, iy < height, ix >= 0, ix < in_width)
         safe = source[n, c, tirx.max(tirx.min(iy, height - 1), 0), tirx.max(tirx.min(ix, in_width - 1), 0)]
-        return tirx.Select(inside, safe, tirx.const(0, source.dtype))
+        return tirx.if_then_else(inside, safe, tirx.const(0, source.dtype))
 
     if row_major:
         shape = (n_batch, sh, rows, channels, planes, width)
