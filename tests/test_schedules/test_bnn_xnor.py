@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import tvm
+from guarded import guarded_tensors
 
 from schedules.bnn_xnor import BinaryConv, binarize_lce, bnn_reference, build_kernel
 from tvm_snn.errors import FormatError
@@ -89,3 +90,17 @@ def test_wrong_input_channels():
     conv = random_binary_conv(2, 8, 3, seed=0)
     with pytest.raises(FormatError, match="input has 9 channels, the conv takes 8"):
         build_kernel(conv, (1, 9, 8, 8))
+
+
+@pytest.mark.parametrize(("out_channels", "in_channels", "kernel", "hw", "geometry"), CASES[:2])
+def test_kernel_reads_only_its_input(out_channels, in_channels, kernel, hw, geometry):
+    """With the input against unmapped pages, an out-of-bounds read would crash the test run."""
+    conv = random_binary_conv(out_channels, in_channels, kernel, seed=kernel, **geometry)
+    x = np.random.default_rng(1).standard_normal((2, in_channels, *hw)).astype(np.float32)
+    func, constants, out_shape = build_kernel(conv, x.shape)
+    lib = tvm.compile(func, target=TARGET)
+    with guarded_tensors(x) as placements:
+        for data in placements:
+            out = tvm.runtime.tensor(np.zeros(out_shape, np.float32))
+            lib(data, *[tvm.runtime.tensor(c) for c in constants], out)
+            np.testing.assert_array_equal(out.numpy(), bnn_reference(x, conv))

@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 import tvm
+from guarded import guarded_tensors
 from test_schedules.subbit_strategies import make_conv, make_input
 
 from schedules.reference import accumulate_binary, conv2d_reference
@@ -89,3 +90,21 @@ def test_codebook_is_compiled_in_up_to_max_baked_tau(tau):
     lib(*[tvm.runtime.tensor(a) for a in (x, packed, np.zeros_like(segments), alpha)], out)
     matches = np.allclose(out.numpy(), conv2d_reference(x, conv), rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
     assert matches == (tau <= MAX_BAKED_TAU)
+
+
+@pytest.mark.parametrize("activation", ["float", "binary"])
+@pytest.mark.parametrize(
+    ("kernel", "tau", "cin", "cout", "hw", "geometry"), [CASES[0], CASES[2], CASES[3], CASES[8]]
+)
+def test_kernel_reads_only_its_input(kernel, tau, cin, cout, hw, geometry, activation):
+    """With the input against unmapped pages, an out-of-bounds read would crash the test run."""
+    conv = make_conv(kernel, tau, cin, cout, seed=tau, activation=activation, **geometry)
+    x = make_input((2, cin, *hw), seed=cout, activation=activation)
+    built = build_kernel(conv, x.shape)
+    lib = tvm.compile(built.func, target=TARGET)
+    expected = run_kernel(conv, x)
+    with guarded_tensors(x) as placements:
+        for data in placements:
+            out = tvm.runtime.tensor(np.zeros(built.out_shape, np.float32))
+            lib(data, *[tvm.runtime.tensor(c) for c in built.constants], out)
+            np.testing.assert_array_equal(out.numpy(), expected)
