@@ -6,7 +6,7 @@ work item. Per item, units are taken ``chunk`` at a time:
 
 1. the chunk's responses to every codeword are computed for the tile, from
    each unit's segment sums; they are sized to stay in L1
-   (``RESP_BUDGET_BYTES``);
+   (:func:`~schedules.subbit_tir.unit_group`);
 2. output channels are taken ``block`` at a time: the block's accumulators
    stay in registers (``ACC_REGISTERS``) while each unit of the chunk adds
    one vector per channel, read at the unit's stored offset;
@@ -30,7 +30,6 @@ from schedules.subbit_tir import (
     BLOCK_RESP,
     BLOCK_SEG,
     BLOCK_SIGNS,
-    RESP_BUDGET_BYTES,
 )
 
 # Elements below which a side stage stays serial (a fork/join costs more).
@@ -92,20 +91,16 @@ def largest_divisor(n, at_most):
 
 def _plan(sch, num_cores, vector_bytes=VECTOR_BYTES):
     """Tile geometry (from the buffers) and the chunk, block and split sizes."""
-    resp = sch.get_sblock(BLOCK_RESP)
-    n_batch, tiles_h, tiles_w, units, span = _extents(sch, resp)
+    n_batch, tiles_h, tiles_w, groups, span = _extents(sch, sch.get_sblock(BLOCK_RESP))
+    units = _extents(sch, sch.get_sblock(BLOCK_IDX))[1]
     _, out_channels, out_h, row = _extents(sch, sch.get_sblock(BLOCK_ACC))[:4]
-    codeword_bytes = _dtype_bytes(sch, resp)
     rows, width = out_h // tiles_h, row // tiles_w
     pixels = rows * width
     partial = _has_block(sch, BLOCK_PARTIAL)  # binary: int8 sums per group of units
     register_block = sch.get_sblock(BLOCK_PARTIAL if partial else BLOCK_ACC)
     acc_bytes = _dtype_bytes(sch, register_block)
     vectors = max(1, pixels * acc_bytes // vector_bytes)  # registers per channel's accumulator
-    if partial:  # the group the int8 sums span, sized to the budget by the kernel
-        chunk = _extents(sch, register_block)[-1]
-    else:
-        chunk = largest_divisor(units, RESP_BUDGET_BYTES // (span * codeword_bytes))
+    chunk = units // groups  # units whose responses are computed together (see unit_group)
     tiles = n_batch * tiles_h * tiles_w
     splits = 1
     while (
@@ -117,7 +112,7 @@ def _plan(sch, num_cores, vector_bytes=VECTOR_BYTES):
     registers = ACC_REGISTERS if vector_bytes != AVX2_BYTES else ACC_REGISTERS // 2  # AVX2 has 16
     block = largest_divisor(out_channels // splits, max(1, registers // vectors))
     return {
-        "tau": (span // pixels).bit_length() - 1,
+        "tau": (span // (chunk * pixels)).bit_length() - 1,
         "rows": rows,
         "width": width,
         "chunk": chunk,
@@ -173,7 +168,7 @@ def schedule_kernel(func, num_cores=2, vector_bytes=VECTOR_BYTES):
     sch.reverse_compute_at(out, item, preserve_unit_loops=True)
     sch.vectorize(sch.get_loops(out)[-1])  # along a tile row (masked rows stay scalar)
 
-    _schedule_responses(sch, u_o, pixels)
+    _schedule_responses(sch, u_o, plan["chunk"], pixels)
 
     for loop in (o_i, p_o):
         sch.unroll(loop)
@@ -212,12 +207,11 @@ def _schedule_partial_sums(sch, block_loop, pixels):
     return u
 
 
-def _schedule_responses(sch, chunk_loop, pixels):
+def _schedule_responses(sch, chunk_loop, chunk, pixels):
     """Compute a chunk's responses, and each unit's segment sums, inside the chunk loop."""
     resp = sch.get_sblock(BLOCK_RESP)
     sch.compute_at(resp, chunk_loop, preserve_unit_loops=True)
-    r_u, r_f = sch.get_loops(resp)[-2:]
-    r_j, r_t = sch.split(r_f, [None, pixels])
+    r_u, r_j, r_t = sch.split(sch.get_loops(resp)[-1], [chunk, None, pixels])
     resp_lanes = min(VECTOR_BYTES // _dtype_bytes(sch, resp), pixels)
     if _codebook_is_baked(sch, resp):
         # Per unit, every codeword unrolled: its segment patterns are constants

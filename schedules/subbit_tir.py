@@ -123,16 +123,22 @@ def padded_width(out_width):
     return -(-out_width // VECTOR_LANES) * VECTOR_LANES
 
 
-def binary_group(conv, pixels):
-    """Units whose int8 responses are summed in int8 before widening (binary only).
+def unit_group(conv, pixels):
+    """Units whose responses are computed together: a power of two dividing the unit count.
 
-    At most ``127 // max|response|`` (exact), at most the units whose
-    responses fit ``RESP_BUDGET_BYTES``, and a divisor of the unit count.
+    The group's responses fit ``RESP_BUDGET_BYTES`` (so they stay in L1);
+    with binary activations the group's int8 sums are exact, so at most
+    ``127 // max|response|`` units. A power of two lets one mask of the
+    stored offset address the group's responses.
     """
-    exact = INT8_LIMIT // (conv.unit_size)
-    fits = max(1, RESP_BUDGET_BYTES // ((1 << conv.tau) * pixels))
-    units = conv.num_units
-    return max(d for d in range(1, min(units, exact, fits) + 1) if units % d == 0)
+    binary = conv.activation == "binary"
+    limit = RESP_BUDGET_BYTES // ((1 << conv.tau) * pixels * (1 if binary else 4))
+    if binary:
+        limit = min(limit, INT8_LIMIT // conv.unit_size)
+    group = 1
+    while conv.num_units % (group * 2) == 0 and group * 2 <= limit:
+        group *= 2
+    return group
 
 
 def accumulator_dtype(conv):
@@ -178,10 +184,13 @@ def choose_tile(out_hw, binary, vectors=TILE_VECTORS):
     return Tile(rows=rows, width=row, row=row, out_h=-(-out_h // rows) * rows)
 
 
-def _offset_stage(packed, conv, pixels):
-    """``off[o, u] = idx[o, u] * pixels``: where codeword ``idx[o, u]`` starts in a
-    tile's responses. Unpacked from the tau-bit stream on every call, so the
-    artifact keeps ``tau`` bits per unit."""
+def _offset_stage(packed, conv, pixels, group):
+    """``off[o, u]``: where unit ``u``'s response to codeword ``idx[o, u]`` starts
+    in its group's responses, ``((u % group) * 2**tau + idx[o, u]) * pixels``.
+
+    Unpacked from the tau-bit stream on every call, so the artifact keeps
+    ``tau`` bits per unit.
+    """
     units, tau = conv.num_units, conv.tau
     mask = (1 << tau) - 1
 
@@ -190,7 +199,8 @@ def _offset_stage(packed, conv, pixels):
         byte = bit // BITS_PER_BYTE
         low = packed[byte].astype(INT_DTYPE)
         high = packed[byte + 1].astype(INT_DTYPE)
-        return (((low | (high << BITS_PER_BYTE)) >> (bit % BITS_PER_BYTE)) & mask) * pixels
+        index = ((low | (high << BITS_PER_BYTE)) >> (bit % BITS_PER_BYTE)) & mask
+        return (index + (u % group) * (1 << tau)) * pixels
 
     return te.compute((conv.out_channels, units), unpack, name=BLOCK_IDX)
 
@@ -325,9 +335,11 @@ def _baked_lookup(values, bits, index):
     return expr
 
 
-def _response_stage(seg, table, conv, tile):
-    """``resp[n, th, tw, u, f]``: for tile ``(th, tw)``, unit ``u``'s response to
-    codeword ``f // T`` at tile pixel ``f % T`` (``T = tile.pixels``).
+def _response_stage(seg, table, conv, tile, group):
+    """``resp[n, th, tw, g, f]``: for tile ``(th, tw)``, the response of unit
+    ``g * group + f // (K * T)`` to codeword ``f // T % K`` at tile pixel
+    ``f % T`` (``K = 2**tau``, ``T = tile.pixels``): a group's responses are
+    one flat block that the stored offsets address.
 
     Up to ``MAX_BAKED_TAU`` the codeword's segment patterns are immediates
     (:func:`_baked_lookup`): once the codeword loop is unrolled they are
@@ -340,8 +352,10 @@ def _response_stage(seg, table, conv, tile):
     pixels = tile.pixels
     codes = segment_table(conv) if conv.tau <= MAX_BAKED_TAU else None
 
-    def response(n, th, tw, u, f):
-        j, t = f // pixels, f % pixels
+    codewords = 1 << conv.tau
+
+    def response(n, th, tw, g, f):
+        u, j, t = g * group + f // (codewords * pixels), f // pixels % codewords, f % pixels
         oh, ow = th * tile.rows + t // tile.width, tw * tile.width + t % tile.width
         total = None
         for s in range(segments):
@@ -350,7 +364,7 @@ def _response_stage(seg, table, conv, tile):
             total = term if total is None else total + term
         return total
 
-    shape = (n_batch, out_h // tile.rows, row // tile.width, units, (1 << conv.tau) * pixels)
+    shape = (n_batch, out_h // tile.rows, row // tile.width, units // group, group * codewords * pixels)
     return te.compute(shape, response, name=BLOCK_RESP)
 
 
@@ -392,19 +406,19 @@ def build_te(conv, data_shape):
     bottom = max(bottom, (tile.out_h - 1) * sh + (conv.kernel_size[0] - 1) * dh + 1 - height - top)
     layout = _column_layout(conv, tile, left + width + right)
     padded = _planar_pad(source, (top, left, bottom, right), conv.stride, *layout, row_major=tile.rows == 1)
-    offsets = _offset_stage(packed, conv, tile.pixels)
+    group = unit_group(conv, tile.pixels)
+    offsets = _offset_stage(packed, conv, tile.pixels, group)
     seg = _segment_stage(padded, conv, tile, (tile.out_h, out_hw[1]), tile.row, resp_dtype)
-    resp = _response_stage(seg, table, conv, tile)
-    # A no-op on offsets (pixels is a power of two) that bounds the gather for the schedule.
-    last = ((1 << conv.tau) - 1) * tile.pixels
+    resp = _response_stage(seg, table, conv, tile, group)
+    # A no-op on offsets (powers of two) that bounds the gather for the schedule.
+    last = (group * (1 << conv.tau) - 1) * tile.pixels
     shape = (n_batch, conv.out_channels, tile.out_h, tile.row)
 
     def response_at(n, o, oh, ow, u, dtype):
         offset = (offsets[o, u] & last) + (oh % tile.rows) * tile.width + ow % tile.width
-        return resp[n, oh // tile.rows, ow // tile.width, u, offset].astype(dtype)
+        return resp[n, oh // tile.rows, ow // tile.width, u // group, offset].astype(dtype)
 
     if binary:
-        group = binary_group(conv, tile.pixels)
         u_i = te.reduce_axis((0, group), "u_i")
         partial = te.compute(
             (n_batch, conv.out_channels, conv.num_units // group, tile.out_h, tile.row),
