@@ -25,7 +25,9 @@ from tvm_snn.demo import build_resnet18  # noqa: E402
 from tvm_snn.threads import default_to_all_cores  # noqa: E402
 
 BATCHES = [1, 8]
-REPEAT = 30
+REPEAT = 10  # rounds, of BLOCK timed calls per peer
+BLOCK = 3
+SETTLE_S = 0.2  # pause before each block: the last peer's threads stop spinning (30 ms was too short here)
 PEERS = ["onnxruntime", "pytorch", "tvm_dense"]
 
 
@@ -55,7 +57,7 @@ def run_model(binary, batch, out_dir):
         "pytorch": run_torch,
         "tvm_dense": tvm_runner(onnx_model, x, "x86", DENSE_POLICY)[0],
     }
-    stats = time_interleaved(runners, repeat=REPEAT, warmup=2)
+    stats = time_interleaved(runners, repeat=REPEAT, warmup=2, block=BLOCK, settle_s=SETTLE_S)
     ms = {name: stat["median_ms"] for name, stat in stats.items()}
     return {
         "model": "resnet18-cifar",

@@ -1,8 +1,9 @@
 """Peers for the benchmarks: ONNX Runtime, PyTorch and TVM's dense path.
 
 Every peer runs in this process with the same thread count. Timing is
-interleaved (one call of each peer per round, see
-``tvm_snn.benchmarking.time_interleaved``) and the median is reported.
+interleaved (a block of calls of each peer per round, the first call after
+a switch untimed, see ``tvm_snn.benchmarking.time_interleaved``) and the
+median is reported.
 """
 
 import json
@@ -51,8 +52,6 @@ def ort_runner(model, x):
     options = ort.SessionOptions()
     options.intra_op_num_threads = THREADS
     options.inter_op_num_threads = 1
-    # No spin-waiting after a run: interleaved peers would lose the cores to it.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda: session.run(None, {name: x})[0]

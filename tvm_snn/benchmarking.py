@@ -1,10 +1,14 @@
 """Timing helpers shared by ``CompiledModel.benchmark``, the demo and ``benchmarks/``.
 
-Peers are timed interleaved (one call of each per round), so a slow phase of
-the machine hits all of them alike; the median of the rounds is reported.
-The order is shuffled every round (with a fixed seed): a peer whose threads
-keep spinning after it returns (PyTorch's OpenMP pool does) slows whoever
-runs next, so no peer may always run after the same one.
+Peers are timed interleaved, round by round, so a slow phase of the machine
+hits all of them alike; the median of all timed calls is reported. In a
+round each peer runs a block of consecutive calls. Thread pools keep
+spinning for a while after a call returns (TVM's, ONNX Runtime's,
+PyTorch's OpenMP pool) and would take the cores from the next peer, so a
+block starts after a pause (``settle_s``) in which they go idle, and its
+first call, which also refills the caches, is not timed. Each peer is
+thus timed in its steady state, as a deployment runs it, with its default
+threading. The order is shuffled every round (with a fixed seed).
 """
 
 import random
@@ -26,7 +30,7 @@ def summarize(times_ms):
     }
 
 
-def time_interleaved(runners, repeat=20, warmup=3):
+def time_interleaved(runners, repeat=20, warmup=3, block=1, settle_s=0.0):
     """Time several zero-argument callables, interleaved round by round.
 
     Parameters
@@ -37,6 +41,11 @@ def time_interleaved(runners, repeat=20, warmup=3):
         Timed rounds.
     warmup : int
         Untimed rounds first.
+    block : int
+        Timed calls of each runner per round; each block starts with one
+        more, untimed call.
+    settle_s : float
+        Pause before each block, so the previous runner's threads stop spinning.
 
     Returns
     -------
@@ -52,7 +61,11 @@ def time_interleaved(runners, repeat=20, warmup=3):
     for _ in range(repeat):
         shuffled = order.sample(names, len(names))
         for name in shuffled:
-            start = time.perf_counter()
-            runners[name]()
-            times[name].append((time.perf_counter() - start) * MS_PER_S)
+            if settle_s:
+                time.sleep(settle_s)
+            runners[name]()  # refills the caches after the runner before it: not timed
+            for _ in range(block):
+                start = time.perf_counter()
+                runners[name]()
+                times[name].append((time.perf_counter() - start) * MS_PER_S)
     return {name: summarize(times[name]) for name in names}

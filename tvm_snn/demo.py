@@ -28,6 +28,9 @@ CIFAR_SHAPE = (1, 3, 32, 32)
 CIFAR_CLASSES = 10
 SUBBIT_TAU = 5
 THREADS = 2
+# Pause before each timed block, so the last peer's threads stop spinning (see time_interleaved).
+SETTLE_S = 0.2
+BLOCK = 3
 # fp32, different summation orders: the tolerance of the output check.
 CHECK_RTOL = 1e-3
 CHECK_ATOL = 1e-3
@@ -41,8 +44,6 @@ def _ort_session(path):
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = THREADS
-    # No spin-waiting after a run: interleaved peers would lose the cores to it.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: x})[0]
@@ -123,8 +124,13 @@ def step_resnet18(out_dir, target, repeat):
         stats = time_interleaved(
             {"tvm_snn": lambda cm=cm: cm(x), "onnxruntime": lambda run=ort_run: run(x), "pytorch": run_torch},
             repeat=repeat,
+            block=BLOCK,
+            settle_s=SETTLE_S,
         )
-        print(f"[3/4] ResNet-18 {label}, batch 1, {THREADS} threads, {repeat} interleaved rounds (median):")
+        print(
+            f"[3/4] ResNet-18 {label}, batch 1, {THREADS} threads, {repeat} interleaved rounds "
+            f"of {BLOCK} timed calls each (median):"
+        )
         for name, stat in stats.items():
             ratio = stat["median_ms"] / stats["tvm_snn"]["median_ms"]
             print(f"      {name:<12} {stat['median_ms']:8.3f} ms   ({ratio:.2f}x tvm_snn's time)")
@@ -172,7 +178,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out/demo", help="output folder")
     parser.add_argument("--target", default="x86", help="target preset or string (default: this CPU)")
-    parser.add_argument("--repeat", type=int, default=30, help="timed rounds per peer")
+    parser.add_argument("--repeat", type=int, default=10, help="interleaved rounds (3 timed calls per peer each)")
     parser.add_argument("--epochs", type=int, default=15, help="digits training epochs")
     args = parser.parse_args(argv)
     from tvm_snn.threads import default_to_all_cores
