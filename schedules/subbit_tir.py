@@ -186,7 +186,8 @@ def choose_tile(out_hw, binary, vectors=TILE_VECTORS):
 
 def _offset_stage(packed, conv, pixels, group):
     """``off[o, u]``: where unit ``u``'s response to codeword ``idx[o, u]`` starts
-    in its group's responses, ``((u % group) * 2**tau + idx[o, u]) * pixels``.
+    in its group's responses, ``((u % group) * 2**tau + idx[o, u]) * pixels``
+    (int16 when every offset fits).
 
     Unpacked from the tau-bit stream on every call, so the artifact keeps
     ``tau`` bits per unit.
@@ -200,8 +201,10 @@ def _offset_stage(packed, conv, pixels, group):
         low = packed[byte].astype(INT_DTYPE)
         high = packed[byte + 1].astype(INT_DTYPE)
         index = ((low | (high << BITS_PER_BYTE)) >> (bit % BITS_PER_BYTE)) & mask
-        return (index + (u % group) * (1 << tau)) * pixels
+        return ((index + (u % group) * (1 << tau)) * pixels).astype(dtype)
 
+    # int16 when the group's responses allow: half the bytes the gather streams.
+    dtype = "int16" if group * (1 << tau) * pixels <= INT16_LIMIT + 1 else INT_DTYPE
     return te.compute((conv.out_channels, units), unpack, name=BLOCK_IDX)
 
 
@@ -415,7 +418,7 @@ def build_te(conv, data_shape):
     shape = (n_batch, conv.out_channels, tile.out_h, tile.row)
 
     def response_at(n, o, oh, ow, u, dtype):
-        offset = (offsets[o, u] & last) + (oh % tile.rows) * tile.width + ow % tile.width
+        offset = (offsets[o, u].astype(INT_DTYPE) & last) + (oh % tile.rows) * tile.width + ow % tile.width
         return resp[n, oh // tile.rows, ow // tile.width, u // group, offset].astype(dtype)
 
     if binary:
