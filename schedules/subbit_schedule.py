@@ -166,7 +166,7 @@ def schedule_kernel(func, num_cores=2, vector_bytes=VECTOR_BYTES):
     out = sch.get_sblock(BLOCK_OUT)
     _inline_epilogue(sch, out)
     sch.reverse_compute_at(out, item, preserve_unit_loops=True)
-    sch.vectorize(sch.get_loops(out)[-1])  # along a tile row (masked rows stay scalar)
+    _vectorize_epilogue(sch, out)
 
     _schedule_responses(sch, u_o, plan["chunk"], pixels)
 
@@ -185,6 +185,23 @@ def schedule_kernel(func, num_cores=2, vector_bytes=VECTOR_BYTES):
             sch.parallel(sch.fuse(*sch.get_loops(block)[:outer]))
     _unroll_unpack(sch, plan["tau"])
     return sch.mod["main"]
+
+
+def _vectorize_epilogue(sch, out):
+    """Vectorize the epilogue along a tile row, in pieces that divide the output width.
+
+    A row's last tile may reach past the output; with pieces of
+    ``gcd(out_w, tile width)`` lanes the bound check is the same for every
+    lane of a piece, so the piece stays a vector (a per-lane check would
+    scalarize it).
+    """
+    last = sch.get_loops(out)[-1]
+    width = int(sch.get(last).extent)
+    out_w = _extents(sch, out)[-1]
+    lanes = math.gcd(out_w, width)
+    if lanes < width:
+        last = sch.split(last, [None, lanes])[1]
+    sch.vectorize(last)
 
 
 def _schedule_partial_sums(sch, block_loop, pixels):
