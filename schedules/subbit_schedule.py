@@ -116,6 +116,7 @@ def _plan(sch, num_cores, vector_bytes=VECTOR_BYTES):
         "rows": rows,
         "width": width,
         "chunk": chunk,
+        "partial": partial,
         "splits": splits,
         "block": block,
     }
@@ -150,7 +151,7 @@ def schedule_kernel(func, num_cores=2, vector_bytes=VECTOR_BYTES):
     oh_o, oh_i = sch.split(oh, [None, plan["rows"]])
     ow_o, ow_i = sch.split(ow, [None, plan["width"]])
     o_p, o_o, o_i = sch.split(o, [plan["splits"], None, plan["block"]])
-    partial = _has_block(sch, BLOCK_PARTIAL)
+    partial = plan["partial"]
     if partial:  # u is the group: the partial sums take the units below o_o
         u_o, units = u, []
     else:

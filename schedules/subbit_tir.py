@@ -132,7 +132,8 @@ def unit_group(conv, pixels):
     stored offset address the group's responses.
     """
     binary = conv.activation == "binary"
-    limit = RESP_BUDGET_BYTES // ((1 << conv.tau) * pixels * (1 if binary else 4))
+    resp_bytes = np.dtype(RESP_DTYPE_BINARY if binary else FLOAT_DTYPE).itemsize
+    limit = RESP_BUDGET_BYTES // ((1 << conv.tau) * pixels * resp_bytes)
     if binary:
         limit = min(limit, INT8_LIMIT // conv.unit_size)
     group = 1

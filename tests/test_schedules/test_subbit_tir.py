@@ -10,7 +10,7 @@ from test_schedules.subbit_strategies import make_conv, make_input
 
 from schedules.reference import accumulate_binary, conv2d_reference
 from schedules.subbit import KERNEL_1X1, KERNEL_3X3
-from schedules.subbit_tir import MAX_BAKED_TAU, build_kernel
+from schedules.subbit_tir import MAX_BAKED_TAU, RESP_BUDGET_BYTES, build_kernel, unit_group
 from tvm_snn.errors import FormatError
 
 TARGET = tvm.target.Target({"kind": "llvm"})
@@ -108,3 +108,15 @@ def test_kernel_reads_only_its_input(kernel, tau, cin, cout, hw, geometry, activ
             out = tvm.runtime.tensor(np.zeros(built.out_shape, np.float32))
             lib(data, *[tvm.runtime.tensor(c) for c in built.constants], out)
             np.testing.assert_array_equal(out.numpy(), expected)
+
+
+@pytest.mark.parametrize("activation", ["float", "binary"])
+@pytest.mark.parametrize(("cin", "tau", "pixels"), [(64, 5, 16), (96, 4, 64), (7, 6, 16), (512, 7, 64), (256, 1, 64)])
+def test_unit_group_is_exact_and_fits_l1(cin, tau, pixels, activation):
+    conv = make_conv(KERNEL_3X3, tau, cin, 4, seed=1, activation=activation, padding=1)
+    group = unit_group(conv, pixels)
+    assert group & (group - 1) == 0 and conv.num_units % group == 0  # a power of two dividing the units
+    resp_bytes = 1 if activation == "binary" else 4
+    assert group == 1 or group * (1 << tau) * pixels * resp_bytes <= RESP_BUDGET_BYTES
+    if activation == "binary":  # the int8 sum of a group's responses cannot overflow
+        assert group * conv.unit_size <= 127
