@@ -33,7 +33,7 @@ from schedules.subbit_tir import (
 )
 
 # Elements below which a side stage stays serial (a fork/join costs more).
-MIN_PARALLEL_WORK = 1 << 16
+MIN_PARALLEL_WORK = 1 << 12
 # Vector registers for accumulators (of 32 on AVX-512 and NEON; half on AVX2).
 ACC_REGISTERS = 24
 AVX2_BYTES = 32
