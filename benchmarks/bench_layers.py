@@ -33,7 +33,7 @@ from peers import (  # noqa: E402
 )
 
 from schedules.subbit import SubBitConv  # noqa: E402
-from tvm_snn.benchmarking import time_interleaved  # noqa: E402
+from tvm_snn.benchmarking import PEER_BLOCK, PEER_SETTLE_S, time_interleaved  # noqa: E402
 from tvm_snn.threads import default_to_all_cores  # noqa: E402
 
 SHAPES = [(64, 56), (128, 28), (256, 14), (512, 7)]
@@ -41,9 +41,7 @@ BATCHES = [1, 8]
 TAUS = [4, 5, 6]
 ACTIVATIONS = ["float", "binary"]
 TIME_BUDGET_S = 6.0
-BLOCK = 3  # timed calls per peer and round, after one untimed call (see time_interleaved)
-SETTLE_S = 0.2  # pause before each block: the last peer's threads stop spinning (30 ms was too short here)
-MIN_REPEAT, MAX_REPEAT = 5, 12  # rounds, of BLOCK timed calls per peer
+MIN_REPEAT, MAX_REPEAT = 5, 12  # rounds, of PEER_BLOCK timed calls per peer
 CHECK_ATOL = 1e-3
 PEERS = ["onnxruntime", "pytorch", "tvm_dense"]
 # Binary activations only: our BNN XOR/popcount kernel on the same weight.
@@ -68,7 +66,7 @@ def repeats_for(runners):
         start = time.perf_counter()
         run()
         slowest = max(slowest, time.perf_counter() - start)
-    per_round = (slowest * (BLOCK + 1) + SETTLE_S) * len(runners)
+    per_round = (slowest * (PEER_BLOCK + 1) + PEER_SETTLE_S) * len(runners)
     return int(np.clip(TIME_BUDGET_S / max(per_round, 1e-6), MIN_REPEAT, MAX_REPEAT))
 
 
@@ -94,7 +92,7 @@ def run_case(channels, size, batch, tau, activation, target):
     for name in ("tvm_snn", BNN_PEER):
         if name in runners:
             np.testing.assert_allclose(runners[name](), reference, rtol=1e-4, atol=CHECK_ATOL)
-    stats = time_interleaved(runners, repeat=repeats_for(runners), warmup=1, block=BLOCK, settle_s=SETTLE_S)
+    stats = time_interleaved(runners, repeat=repeats_for(runners), warmup=1, block=PEER_BLOCK, settle_s=PEER_SETTLE_S)
     ms = {name: stat["median_ms"] for name, stat in stats.items()}
     return {
         "channels": channels,

@@ -17,6 +17,10 @@ import time
 
 MS_PER_S = 1e3
 ORDER_SEED = 0
+# The protocol for peers side by side (benchmarks/ and the demo): timed calls
+# per block, and the pause before a block (30 ms was too short for TVM's pool here).
+PEER_BLOCK = 3
+PEER_SETTLE_S = 0.2
 
 
 def summarize(times_ms):

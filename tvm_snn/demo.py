@@ -22,15 +22,12 @@ import os
 
 import numpy as np
 
-from tvm_snn.benchmarking import time_interleaved
+from tvm_snn.benchmarking import PEER_BLOCK, PEER_SETTLE_S, time_interleaved
 
 CIFAR_SHAPE = (1, 3, 32, 32)
 CIFAR_CLASSES = 10
 SUBBIT_TAU = 5
 THREADS = 2
-# Pause before each timed block, so the last peer's threads stop spinning (see time_interleaved).
-SETTLE_S = 0.2
-BLOCK = 3
 # fp32, different summation orders: the tolerance of the output check.
 CHECK_RTOL = 1e-3
 CHECK_ATOL = 1e-3
@@ -124,12 +121,12 @@ def step_resnet18(out_dir, target, repeat):
         stats = time_interleaved(
             {"tvm_snn": lambda cm=cm: cm(x), "onnxruntime": lambda run=ort_run: run(x), "pytorch": run_torch},
             repeat=repeat,
-            block=BLOCK,
-            settle_s=SETTLE_S,
+            block=PEER_BLOCK,
+            settle_s=PEER_SETTLE_S,
         )
         print(
             f"[3/4] ResNet-18 {label}, batch 1, {THREADS} threads, {repeat} interleaved rounds "
-            f"of {BLOCK} timed calls each (median):"
+            f"of {PEER_BLOCK} timed calls each (median):"
         )
         for name, stat in stats.items():
             ratio = stat["median_ms"] / stats["tvm_snn"]["median_ms"]
