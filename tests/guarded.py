@@ -4,7 +4,7 @@ A kernel test with an ordinary input cannot see an out-of-bounds read: the
 bytes next to a NumPy array are usually mapped. :func:`guarded_tensors`
 puts the array right after a ``PROT_NONE`` page, and again right before
 one (as close as 64-byte alignment allows), and yields a TVM tensor for
-each placement.
+each placement; :func:`run_on_guarded_input` runs a kernel on each.
 """
 
 import contextlib
@@ -61,3 +61,14 @@ def guarded_tensors(array):
             view[...] = array
             tensors.append(tvm.runtime.from_dlpack(view))
         yield tensors
+
+
+def run_on_guarded_input(lib, x, constants, out_shape):
+    """Run ``lib(data, *constants, out)`` with ``x`` in each guarded placement; return the outputs."""
+    outputs = []
+    with guarded_tensors(x) as placements:
+        for data in placements:
+            out = tvm.runtime.tensor(np.zeros(out_shape, np.float32))
+            lib(data, *[tvm.runtime.tensor(c) for c in constants], out)
+            outputs.append(out.numpy())
+    return outputs

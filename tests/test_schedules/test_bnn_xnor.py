@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 import tvm
-from guarded import guarded_tensors
+from guarded import run_on_guarded_input
 
 from schedules.bnn_xnor import BinaryConv, binarize_lce, bnn_reference, build_kernel
 from tvm_snn.errors import FormatError
@@ -99,8 +99,5 @@ def test_kernel_reads_only_its_input(out_channels, in_channels, kernel, hw, geom
     x = np.random.default_rng(1).standard_normal((2, in_channels, *hw)).astype(np.float32)
     func, constants, out_shape = build_kernel(conv, x.shape)
     lib = tvm.compile(func, target=TARGET)
-    with guarded_tensors(x) as placements:
-        for data in placements:
-            out = tvm.runtime.tensor(np.zeros(out_shape, np.float32))
-            lib(data, *[tvm.runtime.tensor(c) for c in constants], out)
-            np.testing.assert_array_equal(out.numpy(), bnn_reference(x, conv))
+    for got in run_on_guarded_input(lib, x, constants, out_shape):
+        np.testing.assert_array_equal(got, bnn_reference(x, conv))

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 import tvm
-from guarded import guarded_tensors
+from guarded import run_on_guarded_input
 from test_schedules.subbit_strategies import make_conv, make_input
 
 from schedules.reference import accumulate_binary, conv2d_reference
@@ -103,11 +103,8 @@ def test_kernel_reads_only_its_input(kernel, tau, cin, cout, hw, geometry, activ
     built = build_kernel(conv, x.shape)
     lib = tvm.compile(built.func, target=TARGET)
     expected = run_kernel(conv, x)
-    with guarded_tensors(x) as placements:
-        for data in placements:
-            out = tvm.runtime.tensor(np.zeros(built.out_shape, np.float32))
-            lib(data, *[tvm.runtime.tensor(c) for c in built.constants], out)
-            np.testing.assert_array_equal(out.numpy(), expected)
+    for got in run_on_guarded_input(lib, x, built.constants, built.out_shape):
+        np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize("activation", ["float", "binary"])
