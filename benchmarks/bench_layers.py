@@ -33,7 +33,7 @@ from peers import (  # noqa: E402
 )
 
 from schedules.subbit import SubBitConv  # noqa: E402
-from tvm_snn.benchmarking import PEER_BLOCK, PEER_SETTLE_S, time_interleaved  # noqa: E402
+from tvm_snn.benchmarking import PEER_BLOCK, PEER_SETTLE_S, PEER_WARM_S, time_interleaved  # noqa: E402
 from tvm_snn.threads import default_to_all_cores  # noqa: E402
 
 SHAPES = [(64, 56), (128, 28), (256, 14), (512, 7)]
@@ -66,7 +66,7 @@ def repeats_for(runners):
         start = time.perf_counter()
         run()
         slowest = max(slowest, time.perf_counter() - start)
-    per_round = (slowest * (PEER_BLOCK + 1) + PEER_SETTLE_S) * len(runners)
+    per_round = (slowest * (PEER_BLOCK + 1) + PEER_SETTLE_S + PEER_WARM_S) * len(runners)
     return int(np.clip(TIME_BUDGET_S / max(per_round, 1e-6), MIN_REPEAT, MAX_REPEAT))
 
 
@@ -92,7 +92,9 @@ def run_case(channels, size, batch, tau, activation, target):
     for name in ("tvm_snn", BNN_PEER):
         if name in runners:
             np.testing.assert_allclose(runners[name](), reference, rtol=1e-4, atol=CHECK_ATOL)
-    stats = time_interleaved(runners, repeat=repeats_for(runners), warmup=1, block=PEER_BLOCK, settle_s=PEER_SETTLE_S)
+    stats = time_interleaved(
+        runners, repeat=repeats_for(runners), warmup=1, block=PEER_BLOCK, settle_s=PEER_SETTLE_S, warm_s=PEER_WARM_S
+    )
     ms = {name: stat["median_ms"] for name, stat in stats.items()}
     return {
         "channels": channels,

@@ -5,10 +5,13 @@ hits all of them alike; the median of all timed calls is reported. In a
 round each peer runs a block of consecutive calls. Thread pools keep
 spinning for a while after a call returns (TVM's, ONNX Runtime's,
 PyTorch's OpenMP pool) and would take the cores from the next peer, so a
-block starts after a pause (``settle_s``) in which they go idle, and its
-first call, which also refills the caches, is not timed. Each peer is
-thus timed in its steady state, as a deployment runs it, with its default
-threading. The order is shuffled every round (with a fixed seed).
+block starts after a pause (``settle_s``) in which they go idle. Its first
+calls are not timed: they refill the caches and wake the pool's threads,
+and on this machine the first few calls after a pause run up to 1.3x
+slower than the rest (all peers alike), so untimed calls run for
+``warm_s`` before the timed ones. Each peer is thus timed in its steady
+state, as a deployment runs it, with its default threading. The order is
+shuffled every round (with a fixed seed).
 """
 
 import random
@@ -21,6 +24,8 @@ ORDER_SEED = 0
 # per block, and the pause before a block (30 ms was too short for TVM's pool here).
 PEER_BLOCK = 3
 PEER_SETTLE_S = 0.2
+# Untimed calls before a block's timed ones, for this long (at least one call).
+PEER_WARM_S = 0.02
 
 
 def summarize(times_ms):
@@ -34,7 +39,15 @@ def summarize(times_ms):
     }
 
 
-def time_interleaved(runners, repeat=20, warmup=3, block=1, settle_s=0.0):
+def _warm(run, seconds):
+    """Call ``run`` untimed, at least once and until ``seconds`` have passed."""
+    end = time.perf_counter() + seconds
+    run()
+    while time.perf_counter() < end:
+        run()
+
+
+def time_interleaved(runners, repeat=20, warmup=3, block=1, settle_s=0.0, warm_s=0.0):
     """Time several zero-argument callables, interleaved round by round.
 
     Parameters
@@ -50,6 +63,8 @@ def time_interleaved(runners, repeat=20, warmup=3, block=1, settle_s=0.0):
         more, untimed call.
     settle_s : float
         Pause before each block, so the previous runner's threads stop spinning.
+    warm_s : float
+        Untimed calls start each block for this long (at least one call).
 
     Returns
     -------
@@ -67,7 +82,7 @@ def time_interleaved(runners, repeat=20, warmup=3, block=1, settle_s=0.0):
         for name in shuffled:
             if settle_s:
                 time.sleep(settle_s)
-            runners[name]()  # refills the caches after the runner before it: not timed
+            _warm(runners[name], warm_s)
             for _ in range(block):
                 start = time.perf_counter()
                 runners[name]()

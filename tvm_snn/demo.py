@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from tvm_snn.benchmarking import PEER_BLOCK, PEER_SETTLE_S, time_interleaved
+from tvm_snn.benchmarking import PEER_BLOCK, PEER_SETTLE_S, PEER_WARM_S, time_interleaved
 
 CIFAR_SHAPE = (1, 3, 32, 32)
 CIFAR_CLASSES = 10
@@ -123,6 +123,7 @@ def step_resnet18(out_dir, target, repeat):
             repeat=repeat,
             block=PEER_BLOCK,
             settle_s=PEER_SETTLE_S,
+            warm_s=PEER_WARM_S,
         )
         print(
             f"[3/4] ResNet-18 {label}, batch 1, {THREADS} threads, {repeat} interleaved rounds "

@@ -37,3 +37,26 @@ def test_the_call_after_a_switch_is_not_timed():
     stats = time_interleaved({"a": make("a", True), "b": make("b", False)}, repeat=5, warmup=0, block=2)
     assert stats["a"]["mean_ms"] < 5  # a timed switch call would add 20 ms to one call in 2
     assert stats["a"]["repeat"] == 10
+
+
+def test_a_block_warms_up_for_warm_s_before_timing():
+    """A runner slow for its first 30 ms after a switch is timed fast with warm_s=0.05, not with 0."""
+    import time
+
+    state = {"last": None, "since": 0.0}
+
+    def make(name):
+        def run():
+            if state["last"] != name:
+                state["last"], state["since"] = name, time.perf_counter()
+            if time.perf_counter() - state["since"] < 0.03:
+                time.sleep(0.005)
+
+        return run
+
+    runners = {"a": make("a"), "b": make("b")}
+    cold = time_interleaved(runners, repeat=3, warmup=0, block=2)
+    warm = time_interleaved(runners, repeat=3, warmup=0, block=2, warm_s=0.05)
+    assert cold["a"]["median_ms"] >= 5
+    assert warm["a"]["median_ms"] < 1
+    assert warm["a"]["repeat"] == 6
