@@ -8,8 +8,10 @@ kernel is one PrimFunc with these stages (NCHW):
    from the packed tau-bit stream, so the artifact stores ``tau`` bits per
    unit;
 2. ``snn_seg[n, u, s, q, oh, ow]``: each segment of a unit (a row of a 3x3
-   kernel, a half of a 1x1 unit) summed under every sign pattern ``q``: 8
-   row patterns are shared by all 2**tau codewords;
+   kernel, a half of a 1x1 unit) summed under every sign pattern ``q``
+   whose last element is positive (k/-k symmetry: the other patterns are
+   their negations, folded into a subtraction): 4 row patterns are shared
+   by all 2**tau codewords;
    ``snn_resp[n, th, tw, u, j * T + t]``: per output tile ``(th, tw)``, the
    response of unit ``u`` to codeword ``j`` at tile pixel ``t``, the sum of
    its segments' entries;
@@ -312,7 +314,8 @@ def _segment_stage(padded, conv, tile, out_hw, width, dtype):
             total = term if total is None else total + term
         return total
 
-    shape = (padded.tensor.shape[0], conv.num_units, segments, 1 << seg_len, out_hw[0], width)
+    # Patterns with the last element positive: the others are their negations.
+    shape = (padded.tensor.shape[0], conv.num_units, segments, 1 << (seg_len - 1), out_hw[0], width)
     return te.compute(shape, segment, name=BLOCK_SEG)
 
 
@@ -364,7 +367,10 @@ def _response_stage(seg, table, conv, tile, group):
         total = None
         for s in range(segments):
             pattern = _baked_lookup(codes[:, s], seg_len, j) if codes is not None else table[j, s] & mask
-            term = seg[n, u, s, pattern, oh, ow]
+            # k/-k symmetry: a pattern with the last element negative is minus its complement.
+            flip = pattern >> (seg_len - 1)
+            term = seg[n, u, s, (pattern ^ (flip * mask)) & (mask >> 1), oh, ow]
+            term = tirx.Select(flip == 1, -term, term)
             total = term if total is None else total + term
         return total
 
