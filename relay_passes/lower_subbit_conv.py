@@ -9,6 +9,9 @@ becomes::
 
     R.call_tir(snn_conv2d, (data, packed_indices, codebook, alpha), out_ty)
 
+With binary activations, when ``data`` is ``sign(x)`` the kernel takes ``x``:
+it applies the sign itself, and a sign op left without readers is removed.
+
 The kernel is left unscheduled and marked fusable; ScheduleSubBitKernels
 schedules it after TVM's FuseOps/FuseTIR have merged its epilogue into it.
 The packed tau-bit indices and the codebook are the constants from then on;
@@ -19,6 +22,7 @@ import tvm
 from tvm import relax
 
 from relay_passes.detect_subbit_conv import ATTR_ACTIVATION, ATTR_TAU, is_conv, is_subbit_composite
+from relay_passes.subbit_analysis import SIGN_OP
 from schedules.subbit import SubBitConv
 from schedules.subbit_tir import FLOAT_DTYPE, build_kernel
 
@@ -51,6 +55,14 @@ def composite_conv(func):
     )
 
 
+def _sign_input(data, lookup):
+    """``x`` when ``data`` is bound to ``sign(x)``, else ``data``."""
+    bound = lookup(data) if isinstance(data, relax.Var) else None
+    if isinstance(bound, relax.Call) and isinstance(bound.op, tvm.ir.Op) and bound.op.name == SIGN_OP:
+        return bound.args[0]
+    return data
+
+
 @relax.expr_functor.mutator
 class _Lowerer(relax.PyExprMutator):
     def __init__(self, mod, composites):
@@ -63,6 +75,8 @@ class _Lowerer(relax.PyExprMutator):
             return call
         conv = self.composites[call.op.name_hint]
         data = call.args[0]
+        if conv.activation == "binary":  # the kernel applies the sign: skip a standalone sign op
+            data = _sign_input(data, self.lookup_binding)
         kernel = build_kernel(conv, _ints(data.ty.shape.values), schedule=False)
         func = kernel.func.without_attr("global_symbol").with_attr(ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE)
         gv = self.builder_.add_func(func, KERNEL_FUNC_NAME)
@@ -82,7 +96,8 @@ class LowerSubBitConv:
         for gv, func in list(mod.functions_items()):
             if isinstance(func, relax.Function) and not is_subbit_composite(func):
                 lowerer.builder_.update_func(gv, lowerer.visit_expr(func))
-        lowered = lowerer.builder_.get()
+        # A sign op whose only reader was a binary SNN conv is now unused.
+        lowered = relax.transform.DeadCodeElimination()(lowerer.builder_.get())
         return tvm.IRModule(
             {gv: f for gv, f in lowered.functions_items() if gv.name_hint not in composites},
             attrs=lowered.attrs,

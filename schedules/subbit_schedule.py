@@ -21,19 +21,16 @@ import math
 
 import tvm
 
+from schedules.subbit_pad import MIN_PARALLEL_WORK
 from schedules.subbit_tir import (
     BLOCK_ACC,
     BLOCK_IDX,
     BLOCK_OUT,
-    BLOCK_PAD,
     BLOCK_PARTIAL,
     BLOCK_RESP,
     BLOCK_SEG,
-    BLOCK_SIGNS,
 )
 
-# Elements below which a side stage stays serial (a fork/join costs more).
-MIN_PARALLEL_WORK = 1 << 12
 # Vector registers for accumulators (of 32 on AVX-512 and NEON; half on AVX2).
 ACC_REGISTERS = 24
 AVX2_BYTES = 32
@@ -141,8 +138,6 @@ def schedule_kernel(func, num_cores=2, vector_bytes=VECTOR_BYTES):
     """
     sch = tvm.s_tir.Schedule(func)
     plan = _plan(sch, num_cores, vector_bytes)
-    if _has_block(sch, BLOCK_SIGNS):
-        sch.compute_inline(sch.get_sblock(BLOCK_SIGNS))
 
     acc = sch.get_sblock(BLOCK_ACC)
     lanes = VECTOR_BYTES // _dtype_bytes(sch, acc)
@@ -178,12 +173,12 @@ def schedule_kernel(func, num_cores=2, vector_bytes=VECTOR_BYTES):
     sch.decompose_reduction(acc, u_o)
     if partial:
         sch.decompose_reduction(sch.get_sblock(BLOCK_PARTIAL), partial_units)
-    # Padding and unpacking the O x U indices run on every call; a parallel region
-    # costs a fork and a join, so only large ones are spread over the cores.
-    for name, outer in ((BLOCK_PAD, 3), (BLOCK_IDX, 1)):
-        block = sch.get_sblock(name)
-        if _work(sch, block) >= MIN_PARALLEL_WORK:
-            sch.parallel(sch.fuse(*sch.get_loops(block)[:outer]))
+    # Unpacking the O x U indices runs on every call; a parallel region costs a
+    # fork and a join, so only a large one is spread over the cores (the padding
+    # decides the same for itself, see schedules.subbit_pad).
+    unpack = sch.get_sblock(BLOCK_IDX)
+    if _work(sch, unpack) >= MIN_PARALLEL_WORK:
+        sch.parallel(sch.get_loops(unpack)[0])
     _unroll_unpack(sch, plan["tau"])
     return sch.mod["main"]
 

@@ -23,7 +23,9 @@ Outputs are computed on a grid padded to whole tiles (:class:`Tile`): rows
 up to a multiple of 8 or 16, and short rows stacked, so every gather is a
 full vector load.
 
-With binary activations the input holds ``sign(x)`` (values -1, 0, +1); the
+With binary activations the kernel takes ``x`` or ``sign(x)`` and applies
+the sign itself (``sign(sign(x)) = sign(x)``), so a standalone ``sign`` op
+before the conv is not needed (see :mod:`relay_passes.lower_subbit_conv`); the
 responses are int8 (at most 9 in magnitude), so a vector holds 64 pixels.
 The gather sums a group of units in int8 (``snn_partial``, at most
 ``127 // 9`` units, so exact) and adds each group's sum to an int16 (or
@@ -39,6 +41,7 @@ import numpy as np
 from tvm import te, tirx
 
 from schedules.subbit import BITS_PER_BYTE, KERNEL_1X1, SubBitConv
+from schedules.subbit_pad import PadGeometry, padded_input
 from tvm_snn.errors import FormatError
 
 FLOAT_DTYPE = "float32"
@@ -67,8 +70,6 @@ SEGMENTS_3X3 = (3, 3)
 SEGMENTS_1X1 = (2, 4)
 INT16_LIMIT = 2**15 - 1
 BLOCK_IDX = "snn_idx"
-BLOCK_SIGNS = "snn_signs"
-BLOCK_PAD = "snn_pad"
 BLOCK_SEG = "snn_seg"
 BLOCK_RESP = "snn_resp"
 BLOCK_ACC = "snn_acc"
@@ -251,31 +252,24 @@ class PaddedInput:
         return self.tensor[n, c, ry, k, y, x]
 
 
-def _planar_pad(source, padding, stride, planes, step, width, row_major):
+def _planar_pad(data, padding, stride, planes, step, width, row_major, binary):
     """The zero-padded input at row ``y * sh + ry``, column ``x * sw + k * step``,
-    for ``x < width``, as a :class:`PaddedInput`.
+    for ``x < width``, as a :class:`PaddedInput` (``sign(x)`` in int8 if ``binary``).
 
     The planes make every tap a contiguous read (see :func:`_column_tap`):
     ``sw`` column phases (``step = 1``), or, when short rows are stacked into
     one vector, one plane per column tap (``step = dw``), each as wide as a
-    padded output row, so the stacked rows are contiguous too.
+    padded output row, so the stacked rows are contiguous too. The stage is
+    built by :func:`schedules.subbit_pad.padded_input`.
     """
-    n_batch, channels, height, in_width = (int(d) for d in source.shape)
+    height = int(data.shape[2])
     top, left, bottom, _ = padding
-    sh, sw = stride
-    rows = -(-(height + top + bottom) // sh)
-
-    def value(n, c, ry, k, y, x):
-        iy, ix = y * sh + ry - top, x * sw + k * step - left
-        inside = tirx.all(iy >= 0, iy < height, ix >= 0, ix < in_width)
-        safe = source[n, c, tirx.max(tirx.min(iy, height - 1), 0), tirx.max(tirx.min(ix, in_width - 1), 0)]
-        return tirx.if_then_else(inside, safe, tirx.const(0, source.dtype))
-
-    if row_major:
-        shape = (n_batch, sh, rows, channels, planes, width)
-        tensor = te.compute(shape, lambda n, ry, y, c, k, x: value(n, c, ry, k, y, x), name=BLOCK_PAD)
+    rows = -(-(height + top + bottom) // stride[0])
+    geometry = PadGeometry(top, left, tuple(stride), planes, step, rows, width, row_major)
+    if binary:
+        tensor = padded_input(data, geometry, sign_int8, SIGN_DTYPE)
     else:
-        tensor = te.compute((n_batch, channels, sh, planes, rows, width), value, name=BLOCK_PAD)
+        tensor = padded_input(data, geometry, lambda value: value, FLOAT_DTYPE)
     return PaddedInput(tensor, row_major)
 
 
@@ -378,6 +372,15 @@ def _response_stage(seg, table, conv, tile, group):
     return te.compute(shape, response, name=BLOCK_RESP)
 
 
+def sign_int8(value):
+    """``sign(value)`` as int8, 0 at 0 (ONNX ``Sign``): idempotent, so the kernel
+    may take either the activation or its sign."""
+    one = tirx.const(1, SIGN_DTYPE)
+    zero = tirx.const(0, SIGN_DTYPE)
+    origin = tirx.const(0, FLOAT_DTYPE)
+    return tirx.Select(value > origin, one, zero) - tirx.Select(value < origin, one, zero)
+
+
 def build_te(conv, data_shape):
     """Define the kernel in TE.
 
@@ -406,16 +409,14 @@ def build_te(conv, data_shape):
     table = te.placeholder(consts[1].shape, INT_DTYPE, "segments")
     alpha = te.placeholder(consts[2].shape, FLOAT_DTYPE, "alpha")
     bias = te.placeholder(consts[3].shape, FLOAT_DTYPE, "bias") if conv.bias is not None else None
-    source = data
-    if binary:  # sign(x) is exact in int8, so the responses are exact ints
-        source = te.compute(data_shape, lambda *i: data(*i).astype(SIGN_DTYPE), name=BLOCK_SIGNS)
     top, left, bottom, right = conv.padding
     (sh, sw), (dh, dw) = conv.stride, conv.dilation
     # Padded rows and columns are read this far (outputs padded to whole tiles).
     right = max(right, (tile.row - 1) * sw + (conv.kernel_size[1] - 1) * dw + 1 - width - left)
     bottom = max(bottom, (tile.out_h - 1) * sh + (conv.kernel_size[0] - 1) * dh + 1 - height - top)
     layout = _column_layout(conv, tile, left + width + right)
-    padded = _planar_pad(source, (top, left, bottom, right), conv.stride, *layout, row_major=tile.rows == 1)
+    # With binary activations the pad stores sign(x) in int8, so the responses are exact ints.
+    padded = _planar_pad(data, (top, left, bottom, right), conv.stride, *layout, tile.rows == 1, binary)
     group = unit_group(conv, tile.pixels)
     offsets = _offset_stage(packed, conv, tile.pixels, group)
     seg = _segment_stage(padded, conv, tile, (tile.out_h, out_hw[1]), tile.row, resp_dtype)

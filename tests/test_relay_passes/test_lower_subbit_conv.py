@@ -23,7 +23,8 @@ KERNEL_RTOL = 1e-5
 KERNEL_ATOL = 1e-4
 
 
-def expected_module(conv, binary):
+def expected_module(conv):
+    """The kernel called on ``x``: with binary activations it applies the sign itself."""
     kernel = build_kernel(conv, SHAPE, schedule=False)
     builder = relax.BlockBuilder()
     func = kernel.func.without_attr("global_symbol").with_attr(ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE)
@@ -31,9 +32,8 @@ def expected_module(conv, binary):
     x = relax.Var("x", relax.TensorType(SHAPE, "float32"))
     with builder.function("main", [x]):
         with builder.dataflow():
-            data = builder.emit(relax.op.sign(x)) if binary else x
             consts = [relax.const(a) for a in kernel.constants]
-            call = relax.call_tir(gv, [data, *consts], relax.TensorType(kernel.out_shape, "float32"))
+            call = relax.call_tir(gv, [x, *consts], relax.TensorType(kernel.out_shape, "float32"))
             out = builder.emit_output(call)
         builder.emit_func_output(out)
     return builder.get()
@@ -45,7 +45,7 @@ def test_expected_ir(binary):
     detected = DetectSubBitConv()(conv_module(weight, SHAPE, binary=binary))
     lowered = LowerSubBitConv()(detected)
     conv = SubBitConv.from_dense(weight, padding=1, activation="binary" if binary else "float")
-    tvm.ir.assert_structural_equal(lowered, expected_module(conv, binary))
+    tvm.ir.assert_structural_equal(lowered, expected_module(conv))
     # The dense weight is gone: uint8 indices, the int32 segment table and float32 alpha remain.
     consts = []
     relax.analysis.post_order_visit(lowered["main"].body, lambda e: consts.append(e) if isinstance(e, tvm.ir.GenericConst) else None)
@@ -73,3 +73,28 @@ def test_lowered_module_matches_reference(kernel, cin, stride, binary):
     got = vm["main"](tvm.runtime.tensor(x)).numpy()
     conv = SubBitConv.from_dense(weight, padding=padding, stride=stride, activation="binary" if binary else "float")
     np.testing.assert_allclose(got, conv2d_reference(x, conv), rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
+
+
+def test_a_sign_with_other_readers_stays():
+    """The conv takes x; the sign op stays for its other reader."""
+    weight = subbit_weight(64, 64, tau=5, seed=1)
+    builder = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType(SHAPE, "float32"))
+    with builder.function("main", [x]):
+        with builder.dataflow():
+            signs = builder.emit(relax.op.sign(x))
+            conv = builder.emit(relax.op.nn.conv2d(signs, relax.const(weight), padding=1))
+            out = builder.emit_output(relax.Tuple([conv, relax.op.sum(signs)]))
+        builder.emit_func_output(out)
+    lowered = LowerSubBitConv()(DetectSubBitConv()(builder.get()))
+    calls = []
+    relax.analysis.post_order_visit(lowered["main"].body, lambda e: calls.append(e) if isinstance(e, relax.Call) else None)
+    (kernel_call,) = [c for c in calls if c.op.name == "relax.call_tir"]
+    assert kernel_call.args[1][0].same_as(lowered["main"].params[0])
+    assert [c.op.name for c in calls].count("relax.sign") == 1
+    vm = relax.VirtualMachine(tvm.compile(lowered, target=TARGET), tvm.cpu())
+    x_np = np.random.default_rng(3).standard_normal(SHAPE).astype(np.float32)
+    got, total = vm["main"](tvm.runtime.tensor(x_np))
+    conv = SubBitConv.from_dense(weight, padding=1, activation="binary")
+    np.testing.assert_allclose(got.numpy(), conv2d_reference(x_np, conv), rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
+    assert total.numpy() == np.sign(x_np).sum()

@@ -59,6 +59,15 @@ def test_binary_accumulator_is_bit_exact(kernel, tau, cin, cout, hw, geometry):
     np.testing.assert_array_equal(run_kernel(unit_alpha, x), accumulate_binary(x, unit_alpha).astype(np.float32))
 
 
+@pytest.mark.parametrize(("kernel", "tau", "cin", "cout", "hw", "geometry"), CASES[:2] + CASES[7:8])
+def test_binary_kernel_applies_the_sign_itself(kernel, tau, cin, cout, hw, geometry):
+    """On raw floats (with exact zeros) the binary kernel computes conv(sign(x))."""
+    conv = make_conv(kernel, tau, cin, cout, seed=tau, activation="binary", **geometry)
+    x = make_input((2, cin, *hw), seed=cout, activation="float") * 3
+    x[:, :, ::3] = 0.0
+    np.testing.assert_allclose(run_kernel(conv, x), conv2d_reference(x, conv), rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
+
+
 def test_kernel_stores_packed_indices_not_dense_weights():
     conv = make_conv(KERNEL_3X3, 5, 64, 64, seed=0, bias=False, padding=1)
     kernel = build_kernel(conv, (1, 64, 8, 8))

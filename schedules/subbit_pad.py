@@ -1,0 +1,173 @@
+"""The sub-bit kernel's padded input, written as plain loops without conditions.
+
+``snn_pad`` holds the input at row ``y * sh + ry - top`` and column
+``x * sw + k * step - left`` (see :func:`schedules.subbit_tir._planar_pad`),
+0 where that falls outside the image. A TE compute would test every
+element (``if_then_else``), which TVM cannot vectorize. Here the bounds
+are constants: for each plane ``k``, the columns that read the image form
+one range, so a row that reads the image is a zero-filled head, a vector
+copy and a zero-filled tail, and a row outside is zero-filled (one branch
+per row, none per element). No load leaves the input.
+
+With binary activations the copy stores ``sign(x)`` as int8.
+"""
+
+import math
+from dataclasses import dataclass
+
+from tvm import te, tirx
+
+BLOCK_PAD = "snn_pad"
+INDEX_DTYPE = "int64"
+# Elements per vector piece of a row (a zmm of int8, four of float32).
+PIECE_LANES = 64
+# Pads smaller than this run on one core: a parallel region costs a fork and a join.
+MIN_PARALLEL_WORK = 1 << 12
+
+
+@dataclass(frozen=True)
+class PadGeometry:
+    """Where the padded tensor reads the input.
+
+    Attributes
+    ----------
+    top, left : int
+        Padding before the first row and column.
+    stride : tuple of int
+        ``(sh, sw)``: row phases and the column step of a plane.
+    planes, step : int
+        Planes and the column offset from one plane to the next.
+    rows, width : int
+        Rows per phase and columns per plane.
+    row_major : bool
+        Memory order ``[n, ry, y, c, k, x]`` (True) or ``[n, c, ry, k, y, x]``.
+    """
+
+    top: int
+    left: int
+    stride: tuple
+    planes: int
+    step: int
+    rows: int
+    width: int
+    row_major: bool
+
+    def shape(self, n_batch, channels):
+        """The padded tensor's shape."""
+        sh = self.stride[0]
+        if self.row_major:
+            return (n_batch, sh, self.rows, channels, self.planes, self.width)
+        return (n_batch, channels, sh, self.planes, self.rows, self.width)
+
+    def index(self, n, c, ry, k, y, x):
+        """Buffer indices of element ``(n, c, ry, k, y, x)``."""
+        if self.row_major:
+            return [n, ry, y, c, k, x]
+        return [n, c, ry, k, y, x]
+
+
+def _const(value):
+    return tirx.const(int(value), INDEX_DTYPE)
+
+
+def _seq(stmts):
+    return stmts[0] if len(stmts) == 1 else tirx.SeqStmt(stmts)
+
+
+def _loop(extent, kind, body, name):
+    var = tirx.Var(name, INDEX_DTYPE)
+    return tirx.For(var, _const(0), _const(extent), kind, body(var))
+
+
+def _pieces(start, stop, store):
+    """Statements storing ``store(x)`` for ``x`` in ``[start, stop)``, in vector pieces."""
+    stmts = []
+    full, rest = divmod(stop - start, PIECE_LANES)
+    if full:
+        stmts.append(
+            _loop(
+                full,
+                tirx.ForKind.SERIAL,
+                lambda xo: _loop(
+                    PIECE_LANES, tirx.ForKind.VECTORIZED, lambda xi: store(_const(start) + xo * PIECE_LANES + xi), "xi"
+                ),
+                "xo",
+            )
+        )
+    if rest:
+        base = start + full * PIECE_LANES
+        stmts.append(_loop(rest, tirx.ForKind.VECTORIZED, lambda x: store(_const(base) + x), "xr"))
+    return stmts
+
+
+def _inside(offset, extent, step, limit):
+    """``[lo, hi)``: the ``i`` in ``[0, limit)`` with ``0 <= i * step + offset < extent``."""
+    lo = min(max(-(offset // step), 0), limit)  # ceil(-offset / step)
+    hi = min(max(-((offset - extent) // step), lo), limit)  # ceil((extent - offset) / step)
+    return lo, hi
+
+
+def padded_input(data, geometry, value, dtype):
+    """The padded tensor of ``data`` (NCHW), as a TE extern stage named ``snn_pad``.
+
+    Each padded row is one branch: a zero-filled head, a vector copy and a
+    zero-filled tail when the row reads the image, else zeros. Rows are
+    spread over the cores by channel (channel-major) or by row (row-major),
+    so each core writes contiguous blocks.
+
+    Parameters
+    ----------
+    data : te.Tensor
+    geometry : PadGeometry
+    value : callable
+        Maps a loaded input element to the stored one (identity, or sign).
+    dtype : str
+        The padded tensor's dtype.
+
+    Returns
+    -------
+    te.Tensor
+    """
+    n_batch, channels, height, width = (int(d) for d in data.shape)
+    g = geometry
+    sh, sw = g.stride
+    zero = tirx.const(0, dtype)
+    shape = g.shape(n_batch, channels)
+    kind = tirx.ForKind.PARALLEL if math.prod(shape) >= MIN_PARALLEL_WORK else tirx.ForKind.SERIAL
+
+    def build(src, out):
+        def row(n, c, ry, k, y):
+            """Row ``y`` of phase ``ry``, plane ``k`` (a Python int), channel ``c``."""
+            x_lo, x_hi = _inside(k * g.step - g.left, width, sw, g.width)
+            iy = y * sh + ry - g.top
+
+            def put(x):
+                return tirx.BufferStore(out, zero, g.index(n, c, ry, _const(k), y, x))
+
+            def copy(x):
+                loaded = src[n, c, iy, x * sw + (k * g.step - g.left)]
+                return tirx.BufferStore(out, value(loaded), g.index(n, c, ry, _const(k), y, x))
+
+            filled = _seq(_pieces(0, x_lo, put) + _pieces(x_lo, x_hi, copy) + _pieces(x_hi, g.width, put))
+            inside = tirx.all(iy >= 0, iy < height)
+            return tirx.IfThenElse(inside, filled, _seq(_pieces(0, g.width, put)))
+
+        def planes(n, c, ry, y):
+            return _seq([row(n, c, ry, k, y) for k in range(g.planes)])
+
+        if g.row_major:  # [n, ry, y, c, k, x]: a core writes whole rows of all channels
+
+            def by_row(t):
+                n, ry, y = tirx.floordiv(t, _const(sh * g.rows)), tirx.floordiv(t, _const(g.rows)) % sh, t % g.rows
+                return _loop(channels, tirx.ForKind.SERIAL, lambda c: planes(n, c, ry, y), "c")
+
+            return _loop(n_batch * sh * g.rows, kind, by_row, "nyr")
+
+        def by_channel(t):  # [n, c, ry, k, y, x]: a core writes whole channels
+            n, c = tirx.floordiv(t, _const(channels)), t % channels
+            phases = [_loop(g.rows, tirx.ForKind.SERIAL, lambda y, ry=ry: planes(n, c, _const(ry), y), "y") for ry in range(sh)]
+            return _seq(phases)
+
+        return _loop(n_batch * channels, kind, by_channel, "nc")
+
+    return te.extern([shape], [data], lambda ins, outs: build(ins[0], outs[0]), name=BLOCK_PAD, dtype=[dtype])
