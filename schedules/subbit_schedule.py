@@ -34,7 +34,7 @@ from schedules.subbit_tir import (
 # Vector registers for accumulators (of 32 on AVX-512 and NEON; half on AVX2).
 ACC_REGISTERS = 24
 AVX2_BYTES = 32
-# Parallel work items wanted per core, and the most channel parts to make them.
+# Items per core that even out without equal counts, and the most channel parts.
 ITEMS_PER_CORE = 4
 MAX_SPLITS = 4
 VECTOR_BYTES = 64
@@ -86,6 +86,23 @@ def largest_divisor(n, at_most):
     return max(d for d in range(1, max(1, min(n, at_most)) + 1) if n % d == 0)
 
 
+def _channel_splits(tiles, out_channels, num_cores):
+    """Parts to split the output channels into, so the cores get even work.
+
+    Every part computes its tile's responses again, so the fewest parts
+    that give each core the same number of items, or enough items to even
+    out (``ITEMS_PER_CORE``). A power of two dividing the channels, at
+    most ``MAX_SPLITS``.
+    """
+    splits = 1
+    while splits < MAX_SPLITS and out_channels % (splits * 2) == 0:
+        items = tiles * splits
+        if items % num_cores == 0 or items >= ITEMS_PER_CORE * num_cores:
+            break
+        splits *= 2
+    return splits
+
+
 def _plan(sch, num_cores, vector_bytes=VECTOR_BYTES):
     """Tile geometry (from the buffers) and the chunk, block and split sizes."""
     n_batch, tiles_h, tiles_w, groups, span = _extents(sch, sch.get_sblock(BLOCK_RESP))
@@ -99,13 +116,7 @@ def _plan(sch, num_cores, vector_bytes=VECTOR_BYTES):
     vectors = max(1, pixels * acc_bytes // vector_bytes)  # registers per channel's accumulator
     chunk = units // groups  # units whose responses are computed together (see unit_group)
     tiles = n_batch * tiles_h * tiles_w
-    splits = 1
-    while (
-        tiles * splits < ITEMS_PER_CORE * num_cores
-        and splits < MAX_SPLITS
-        and out_channels % (splits * 2) == 0
-    ):
-        splits *= 2
+    splits = _channel_splits(tiles, out_channels, num_cores)
     registers = ACC_REGISTERS if vector_bytes != AVX2_BYTES else ACC_REGISTERS // 2  # AVX2 has 16
     block = largest_divisor(out_channels // splits, max(1, registers // vectors))
     return {
