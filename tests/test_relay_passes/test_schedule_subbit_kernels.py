@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tvm
 from relax_builders import subbit_weight
+from test_schedules.test_subbit_schedule import masked_offset_loads
 from tvm import relax
 from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
 
@@ -57,6 +58,7 @@ def test_epilogue_is_fused_into_the_kernel_and_scheduled():
     assert "add" in gv.name_hint and "relu" in gv.name_hint
     after = ScheduleSubBitKernels()(mod)
     tvm.ir.assert_structural_equal(after[gv], schedule_kernel(func))
+    assert masked_offset_loads(func) and not masked_offset_loads(after[gv])  # found after FuseTIR too
     for other, f in mod.functions_items():
         if other.name_hint != gv.name_hint:
             tvm.ir.assert_structural_equal(after[other], f)

@@ -32,7 +32,7 @@ def test_channel_splits_give_even_or_many_items(tiles, cores):
     assert items % cores == 0 or items >= ITEMS_PER_CORE * cores or splits == MAX_SPLITS
 
 
-def _masked_offset_loads(func):
+def masked_offset_loads(func):
     """``offset & mask`` terms in ``func`` whose offset is read from the stored offsets."""
     import tvm_ffi
     from tvm import tirx
@@ -60,5 +60,5 @@ def test_schedule_drops_the_offset_mask_it_needed(activation):
     from schedules.subbit_tir import build_kernel
 
     conv = make_conv(KERNEL_3X3, 5, 16, 8, seed=0, activation=activation, padding=1)
-    assert len(_masked_offset_loads(build_kernel(conv, (1, 16, 8, 8), schedule=False).func)) == 1
-    assert _masked_offset_loads(build_kernel(conv, (1, 16, 8, 8)).func) == []
+    assert len(masked_offset_loads(build_kernel(conv, (1, 16, 8, 8), schedule=False).func)) == 1
+    assert masked_offset_loads(build_kernel(conv, (1, 16, 8, 8)).func) == []
