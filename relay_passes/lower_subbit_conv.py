@@ -22,7 +22,7 @@ import tvm
 from tvm import relax
 
 from relay_passes.detect_subbit_conv import ATTR_ACTIVATION, ATTR_TAU, is_conv, is_subbit_composite
-from relay_passes.subbit_analysis import SIGN_OP
+from relay_passes.subbit_analysis import is_sign
 from schedules.subbit import SubBitConv
 from schedules.subbit_tir import FLOAT_DTYPE, build_kernel
 
@@ -58,9 +58,7 @@ def composite_conv(func):
 def _sign_input(data, lookup):
     """``x`` when ``data`` is bound to ``sign(x)``, else ``data``."""
     bound = lookup(data) if isinstance(data, relax.Var) else None
-    if isinstance(bound, relax.Call) and isinstance(bound.op, tvm.ir.Op) and bound.op.name == SIGN_OP:
-        return bound.args[0]
-    return data
+    return bound.args[0] if bound is not None and is_sign(bound, {}) else data
 
 
 @relax.expr_functor.mutator

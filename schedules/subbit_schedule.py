@@ -206,13 +206,18 @@ def _drop_offset_masks(func):
     """
 
     def unmask(node):
-        value = node.a
-        if isinstance(value, tirx.Cast) and type(value.value).__name__ == "TensorLoad":
-            if getattr(value.value.source, "name", None) == BLOCK_IDX:
-                return value
-        return node
+        offset = masked_offset(node)
+        return node if offset is None else offset
 
     return tvm_ffi.structural_map(func, (tirx.BitwiseAnd, unmask))
+
+
+def masked_offset(node):
+    """The stored offset that ``node`` (an ``a & b``) masks, or None if it masks something else."""
+    value = node.a
+    if isinstance(value, tirx.Cast) and getattr(getattr(value.value, "source", None), "name", None) == BLOCK_IDX:
+        return value
+    return None
 
 
 def _vectorize_epilogue(sch, out):

@@ -37,13 +37,12 @@ def masked_offset_loads(func):
     import tvm_ffi
     from tvm import tirx
 
-    from schedules.subbit_tir import BLOCK_IDX
+    from schedules.subbit_schedule import masked_offset
 
     found = []
 
     def visit(node):
-        value = node.a
-        if isinstance(value, tirx.Cast) and getattr(getattr(value.value, "source", None), "name", None) == BLOCK_IDX:
+        if masked_offset(node) is not None:
             found.append(node)
         return node
 
