@@ -9,12 +9,16 @@ import os
 import warnings
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
 from snn_models import make_dyadic_, quantize_, randomize_bn_, resnet18_cifar
+from tvm import relax
 
 import tvm_snn
+from relay_passes.pipeline import snn_passes
+from tvm_snn.importers import to_relax
 
 from common import FLOAT_ATOL, FLOAT_RTOL
 
@@ -109,3 +113,24 @@ def test_torch_export_path():
     with torch.no_grad():
         expected = model(x).numpy()
     np.testing.assert_allclose(cm(x.numpy()), expected, rtol=FLOAT_RTOL, atol=FLOAT_ATOL)
+
+
+def test_sign_ops_are_taken_into_the_binary_kernels(compiled):
+    """The binary kernels read the pre-sign activations; no standalone sign op is left."""
+    binary, _, path, _ = compiled
+    mod = to_relax(onnx.load(path))
+    signs_before = _sign_calls(mod)
+    for lowering in snn_passes([]):
+        mod = lowering(mod)
+    assert bool(signs_before) == binary
+    assert _sign_calls(mod) == []
+
+
+def _sign_calls(mod):
+    calls = []
+    for _, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(
+                func.body, lambda e: calls.append(e) if isinstance(e, relax.Call) and getattr(e.op, "name", "") == "relax.sign" else None
+            )
+    return calls
