@@ -33,7 +33,7 @@ from peers import (  # noqa: E402
 )
 
 from schedules.subbit import SubBitConv  # noqa: E402
-from tvm_snn.benchmarking import PEER_BLOCK, PEER_SETTLE_S, PEER_WARM_S, time_interleaved  # noqa: E402
+from tvm_snn.benchmarking import PEER_BLOCK, PEER_SETTLE_S, PEER_WARM_S, time_peers  # noqa: E402
 from tvm_snn.threads import default_to_all_cores  # noqa: E402
 
 SHAPES = [(64, 56), (128, 28), (256, 14), (512, 7)]
@@ -92,9 +92,7 @@ def run_case(channels, size, batch, tau, activation, target):
     for name in ("tvm_snn", BNN_PEER):
         if name in runners:
             np.testing.assert_allclose(runners[name](), reference, rtol=1e-4, atol=CHECK_ATOL)
-    stats = time_interleaved(
-        runners, repeat=repeats_for(runners), warmup=1, block=PEER_BLOCK, settle_s=PEER_SETTLE_S, warm_s=PEER_WARM_S
-    )
+    stats = time_peers(runners, repeat=repeats_for(runners), warmup=1)
     ms = {name: stat["median_ms"] for name, stat in stats.items()}
     return {
         "channels": channels,

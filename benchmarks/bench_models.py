@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from peers import DENSE_POLICY, THREADS, machine, ort_runner, plot_ratios, tvm_runner, write_results  # noqa: E402
 
-from tvm_snn.benchmarking import PEER_BLOCK, PEER_SETTLE_S, PEER_WARM_S, time_interleaved  # noqa: E402
+from tvm_snn.benchmarking import time_peers  # noqa: E402
 from tvm_snn.demo import build_resnet18  # noqa: E402
 from tvm_snn.threads import default_to_all_cores  # noqa: E402
 
@@ -55,7 +55,7 @@ def run_model(binary, batch, out_dir):
         "pytorch": run_torch,
         "tvm_dense": tvm_runner(onnx_model, x, "x86", DENSE_POLICY)[0],
     }
-    stats = time_interleaved(runners, repeat=REPEAT, warmup=2, block=PEER_BLOCK, settle_s=PEER_SETTLE_S, warm_s=PEER_WARM_S)
+    stats = time_peers(runners, repeat=REPEAT, warmup=2)
     ms = {name: stat["median_ms"] for name, stat in stats.items()}
     return {
         "model": "resnet18-cifar",

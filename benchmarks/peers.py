@@ -1,8 +1,8 @@
 """Peers for the benchmarks: ONNX Runtime, PyTorch and TVM's dense path.
 
 Every peer runs in this process with the same thread count. Timing is
-interleaved (a block of calls of each peer per round, the first call after
-a switch untimed, see ``tvm_snn.benchmarking.time_interleaved``) and the
+interleaved (a block of calls of each peer per round, after a pause and
+untimed warm-up calls, see ``tvm_snn.benchmarking.time_peers``) and the
 median is reported.
 """
 

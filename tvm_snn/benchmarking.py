@@ -59,8 +59,8 @@ def time_interleaved(runners, repeat=20, warmup=3, block=1, settle_s=0.0, warm_s
     warmup : int
         Untimed rounds first.
     block : int
-        Timed calls of each runner per round; each block starts with one
-        more, untimed call.
+        Timed calls of each runner per round, after its untimed warm-up
+        (at least one call, see ``warm_s``).
     settle_s : float
         Pause before each block, so the previous runner's threads stop spinning.
     warm_s : float
@@ -88,3 +88,12 @@ def time_interleaved(runners, repeat=20, warmup=3, block=1, settle_s=0.0, warm_s
                 runners[name]()
                 times[name].append((time.perf_counter() - start) * MS_PER_S)
     return {name: summarize(times[name]) for name in names}
+
+
+def time_peers(runners, repeat, warmup=1):
+    """:func:`time_interleaved` with the protocol for peers side by side
+    (``PEER_BLOCK`` timed calls per block, after ``PEER_SETTLE_S`` of pause and
+    ``PEER_WARM_S`` of untimed calls): the benchmarks and the demo use it."""
+    return time_interleaved(
+        runners, repeat=repeat, warmup=warmup, block=PEER_BLOCK, settle_s=PEER_SETTLE_S, warm_s=PEER_WARM_S
+    )

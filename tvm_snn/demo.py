@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from tvm_snn.benchmarking import PEER_BLOCK, PEER_SETTLE_S, PEER_WARM_S, time_interleaved
+from tvm_snn.benchmarking import PEER_BLOCK, time_peers
 
 CIFAR_SHAPE = (1, 3, 32, 32)
 CIFAR_CLASSES = 10
@@ -118,12 +118,10 @@ def step_resnet18(out_dir, target, repeat):
             with torch.no_grad():
                 model(tensor)
 
-        stats = time_interleaved(
+        stats = time_peers(
             {"tvm_snn": lambda cm=cm: cm(x), "onnxruntime": lambda run=ort_run: run(x), "pytorch": run_torch},
             repeat=repeat,
-            block=PEER_BLOCK,
-            settle_s=PEER_SETTLE_S,
-            warm_s=PEER_WARM_S,
+            warmup=3,
         )
         print(
             f"[3/4] ResNet-18 {label}, batch 1, {THREADS} threads, {repeat} interleaved rounds "
@@ -176,7 +174,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out/demo", help="output folder")
     parser.add_argument("--target", default="x86", help="target preset or string (default: this CPU)")
-    parser.add_argument("--repeat", type=int, default=10, help="interleaved rounds (3 timed calls per peer each)")
+    parser.add_argument("--repeat", type=int, default=10, help=f"interleaved rounds ({PEER_BLOCK} timed calls per peer each)")
     parser.add_argument("--epochs", type=int, default=15, help="digits training epochs")
     args = parser.parse_args(argv)
     from tvm_snn.threads import default_to_all_cores
