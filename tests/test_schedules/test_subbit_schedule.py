@@ -1,8 +1,13 @@
 """The sub-bit schedule's work split: even per core, and responses recomputed as little as possible."""
 
 import pytest
+import tvm_ffi
+from test_schedules.subbit_strategies import make_conv
+from tvm import tirx
 
-from schedules.subbit_schedule import ITEMS_PER_CORE, MAX_SPLITS, _channel_splits
+from schedules.subbit import KERNEL_3X3
+from schedules.subbit_schedule import ITEMS_PER_CORE, MAX_SPLITS, _channel_splits, masked_offset
+from schedules.subbit_tir import build_kernel
 
 
 @pytest.mark.parametrize(
@@ -34,11 +39,6 @@ def test_channel_splits_give_even_or_many_items(tiles, cores):
 
 def masked_offset_loads(func):
     """``offset & mask`` terms in ``func`` whose offset is read from the stored offsets."""
-    import tvm_ffi
-    from tvm import tirx
-
-    from schedules.subbit_schedule import masked_offset
-
     found = []
 
     def visit(node):
@@ -53,11 +53,6 @@ def masked_offset_loads(func):
 @pytest.mark.parametrize("activation", ["float", "binary"])
 def test_schedule_drops_the_offset_mask_it_needed(activation):
     """The gather's ``offset & mask`` bounds the schedule's analysis only; the scheduled kernel reads the offset as is."""
-    from test_schedules.subbit_strategies import make_conv
-
-    from schedules.subbit import KERNEL_3X3
-    from schedules.subbit_tir import build_kernel
-
     conv = make_conv(KERNEL_3X3, 5, 16, 8, seed=0, activation=activation, padding=1)
     assert len(masked_offset_loads(build_kernel(conv, (1, 16, 8, 8), schedule=False).func)) == 1
     assert masked_offset_loads(build_kernel(conv, (1, 16, 8, 8)).func) == []
