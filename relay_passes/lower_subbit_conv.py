@@ -12,6 +12,10 @@ becomes::
 With binary activations, when ``data`` is ``sign(x)`` the kernel takes ``x``:
 it applies the sign itself, and a sign op left without readers is removed.
 
+On targets with AVX-512 VBMI, binary convs on small images take the lane
+kernel of :mod:`schedules.subbit_lane` (output channels in the vector lanes)
+where :func:`~schedules.subbit_lane.lane_kernel_fits` allows it.
+
 The kernel is left unscheduled and marked fusable; ScheduleSubBitKernels
 schedules it after TVM's FuseOps/FuseTIR have merged its epilogue into it.
 The packed tau-bit indices and the codebook are the constants from then on;
@@ -24,6 +28,7 @@ from tvm import relax
 from relay_passes.detect_subbit_conv import ATTR_ACTIVATION, ATTR_TAU, is_conv, is_subbit_composite
 from relay_passes.subbit_analysis import is_sign
 from schedules.subbit import SubBitConv
+from schedules.subbit_lane import build_lane_kernel, lane_kernel_fits
 from schedules.subbit_tir import FLOAT_DTYPE, build_kernel
 
 KERNEL_FUNC_NAME = "snn_conv2d"
@@ -63,9 +68,11 @@ def _sign_input(data, lookup):
 
 @relax.expr_functor.mutator
 class _Lowerer(relax.PyExprMutator):
-    def __init__(self, mod, composites):
+    def __init__(self, mod, composites, lane_kernels, num_cores):
         super().__init__(mod)
         self.composites = composites  # GlobalVar name -> SubBitConv
+        self.lane_kernels = lane_kernels
+        self.num_cores = num_cores
 
     def visit_call_(self, call):
         call = super().visit_call_(call)
@@ -75,22 +82,40 @@ class _Lowerer(relax.PyExprMutator):
         data = call.args[0]
         if conv.activation == "binary":  # the kernel applies the sign: skip a standalone sign op
             data = _sign_input(data, self.lookup_binding)
-        kernel = build_kernel(conv, _ints(data.ty.shape.values), schedule=False)
+        kernel = self._kernel(conv, _ints(data.ty.shape.values))
         func = kernel.func.without_attr("global_symbol").with_attr(ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE)
         gv = self.builder_.add_func(func, KERNEL_FUNC_NAME)
         consts = [relax.const(array) for array in kernel.constants]
         return relax.call_tir(gv, [data, *consts], relax.TensorType(kernel.out_shape, FLOAT_DTYPE))
 
+    def _kernel(self, conv, data_shape):
+        out_hw = conv.output_hw(*data_shape[2:])
+        if self.lane_kernels and lane_kernel_fits(conv, out_hw) is None:
+            return build_lane_kernel(conv, data_shape, schedule=False, num_cores=self.num_cores)
+        return build_kernel(conv, data_shape, schedule=False)
+
 
 @tvm.transform.module_pass(opt_level=0, name="tvm_snn.LowerSubBitConv")
 class LowerSubBitConv:
-    """Lower every ``tvm_snn.subbit_conv2d`` composite call to the sub-bit kernel."""
+    """Lower every ``tvm_snn.subbit_conv2d`` composite call to the sub-bit kernel.
+
+    Parameters
+    ----------
+    lane_kernels : bool
+        Whether the target has AVX-512 VBMI, so the lane kernel may be used.
+    num_cores : int
+        Cores the lane kernel spreads its work over.
+    """
+
+    def __init__(self, lane_kernels=False, num_cores=2):
+        self.lane_kernels = lane_kernels
+        self.num_cores = num_cores
 
     def transform_module(self, mod, _ctx):
         composites = {gv.name_hint: composite_conv(f) for gv, f in mod.functions_items() if is_subbit_composite(f)}
         if not composites:
             return mod
-        lowerer = _Lowerer(mod, composites)
+        lowerer = _Lowerer(mod, composites, self.lane_kernels, self.num_cores)
         for gv, func in list(mod.functions_items()):
             if isinstance(func, relax.Function) and not is_subbit_composite(func):
                 lowerer.builder_.update_func(gv, lowerer.visit_expr(func))

@@ -11,6 +11,7 @@ the gather loop.
 
 import tvm
 
+from schedules.subbit_lane_schedule import is_lane_kernel, schedule_lane_kernel
 from schedules.subbit_schedule import is_subbit_kernel, schedule_kernel
 
 DEFAULT_CORES = 2
@@ -19,7 +20,7 @@ DEFAULT_VECTOR_BYTES = 64
 
 @tvm.transform.module_pass(opt_level=0, name="tvm_snn.ScheduleSubBitKernels")
 class ScheduleSubBitKernels:
-    """Apply the sub-bit kernel schedule to every PrimFunc that holds one.
+    """Apply the sub-bit kernel schedules to every PrimFunc that holds a kernel.
 
     Parameters
     ----------
@@ -34,11 +35,14 @@ class ScheduleSubBitKernels:
         self.vector_bytes = vector_bytes
 
     def transform_module(self, mod, _ctx):
-        updates = {
-            gv: schedule_kernel(func, self.num_cores, self.vector_bytes)
-            for gv, func in mod.functions_items()
-            if isinstance(func, tvm.tirx.PrimFunc) and is_subbit_kernel(func)
-        }
+        updates = {}
+        for gv, func in mod.functions_items():
+            if not isinstance(func, tvm.tirx.PrimFunc):
+                continue
+            if is_subbit_kernel(func):
+                updates[gv] = schedule_kernel(func, self.num_cores, self.vector_bytes)
+            elif is_lane_kernel(func):
+                updates[gv] = schedule_lane_kernel(func, self.num_cores)
         if not updates:
             return mod
         functions = dict(mod.functions_items())

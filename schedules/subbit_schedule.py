@@ -42,7 +42,7 @@ MAX_SPLITS = 4
 VECTOR_BYTES = 64
 
 
-def _has_block(sch, name):
+def has_block(sch, name):
     try:
         sch.get_sblock(name)
     except tvm.s_tir.schedule.ScheduleError:
@@ -53,10 +53,10 @@ def _has_block(sch, name):
 def is_subbit_kernel(func):
     """Whether a PrimFunc contains the sub-bit kernel's stages (also after fusion)."""
     sch = tvm.s_tir.Schedule(func)
-    return all(_has_block(sch, name) for name in (BLOCK_RESP, BLOCK_ACC, BLOCK_OUT))
+    return all(has_block(sch, name) for name in (BLOCK_RESP, BLOCK_ACC, BLOCK_OUT))
 
 
-def _work(sch, block):
+def work(sch, block):
     total = 1
     for extent in _extents(sch, block):
         total *= extent
@@ -71,7 +71,7 @@ def _dtype_bytes(sch, block):
     return tvm.DataType(str(sch.get(block).writes[0].source.dtype)).bits // 8
 
 
-def _inline_epilogue(sch, block):
+def inline_epilogue(sch, block):
     """Merge the chain of elementwise consumers (bias, residual add, ReLU, sign) into ``block``."""
     while True:
         consumers = sch.get_consumers(block)
@@ -112,7 +112,7 @@ def _plan(sch, num_cores, vector_bytes=VECTOR_BYTES):
     _, out_channels, out_h, row = _extents(sch, sch.get_sblock(BLOCK_ACC))[:4]
     rows, width = out_h // tiles_h, row // tiles_w
     pixels = rows * width
-    partial = _has_block(sch, BLOCK_PARTIAL)  # binary: int8 sums per group of units
+    partial = has_block(sch, BLOCK_PARTIAL)  # binary: int8 sums per group of units
     register_block = sch.get_sblock(BLOCK_PARTIAL if partial else BLOCK_ACC)
     acc_bytes = _dtype_bytes(sch, register_block)
     vectors = max(1, pixels * acc_bytes // vector_bytes)  # registers per channel's accumulator
@@ -173,7 +173,7 @@ def schedule_kernel(func, num_cores=2, vector_bytes=VECTOR_BYTES):
         partial_units = _schedule_partial_sums(sch, o_o, pixels)
 
     out = sch.get_sblock(BLOCK_OUT)
-    _inline_epilogue(sch, out)
+    inline_epilogue(sch, out)
     sch.reverse_compute_at(out, item, preserve_unit_loops=True)
     _vectorize_epilogue(sch, out)
 
@@ -190,7 +190,7 @@ def schedule_kernel(func, num_cores=2, vector_bytes=VECTOR_BYTES):
     # fork and a join, so only a large one is spread over the cores (the padding
     # decides the same for itself, see schedules.subbit_pad).
     unpack = sch.get_sblock(BLOCK_IDX)
-    if _work(sch, unpack) >= MIN_PARALLEL_WORK:
+    if work(sch, unpack) >= MIN_PARALLEL_WORK:
         sch.parallel(sch.get_loops(unpack)[0])
     _unroll_unpack(sch, plan["tau"])
     return _drop_offset_masks(sch.mod["main"])

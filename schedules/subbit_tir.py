@@ -188,6 +188,16 @@ def choose_tile(out_hw, binary, vectors=TILE_VECTORS):
     return Tile(rows=rows, width=row, row=row, out_h=-(-out_h // rows) * rows)
 
 
+def unpacked_index(packed, tau, position):
+    """Index number ``position`` of the tau-bit stream ``packed`` (int32; see
+    :func:`schedules.subbit.pack_indices`), read from the two bytes it spans."""
+    bit = position * tau
+    byte = bit // BITS_PER_BYTE
+    low = packed[byte].astype(INT_DTYPE)
+    high = packed[byte + 1].astype(INT_DTYPE)
+    return ((low | (high << BITS_PER_BYTE)) >> (bit % BITS_PER_BYTE)) & ((1 << tau) - 1)
+
+
 def _offset_stage(packed, conv, pixels, group):
     """``off[o, u]``: where unit ``u``'s response to codeword ``idx[o, u]`` starts
     in its group's responses, ``((u % group) * 2**tau + idx[o, u]) * pixels``
@@ -197,14 +207,9 @@ def _offset_stage(packed, conv, pixels, group):
     ``tau`` bits per unit.
     """
     units, tau = conv.num_units, conv.tau
-    mask = (1 << tau) - 1
 
     def unpack(o, u):
-        bit = (o * units + u) * tau
-        byte = bit // BITS_PER_BYTE
-        low = packed[byte].astype(INT_DTYPE)
-        high = packed[byte + 1].astype(INT_DTYPE)
-        index = ((low | (high << BITS_PER_BYTE)) >> (bit % BITS_PER_BYTE)) & mask
+        index = unpacked_index(packed, tau, o * units + u)
         return ((index + (u % group) * (1 << tau)) * pixels).astype(dtype)
 
     # int16 when the group's responses allow: half the bytes the gather streams.
@@ -289,9 +294,10 @@ def _column_tap(conv, tile, e, ow):
     return (e * dw) % sw, ow + (e * dw) // sw
 
 
-def _segment_stage(padded, conv, tile, out_hw, width, dtype):
-    """``seg[n, u, s, q, oh, ow]``: segment ``s`` of unit ``u`` under sign pattern ``q``."""
-    segments, seg_len = segment_shape(conv)
+def segment_value(padded, conv, tile, dtype):
+    """``f(n, u, seg, q, oh, ow)``: segment ``seg`` of unit ``u`` at output ``(oh, ow)``
+    under sign pattern ``q`` (bit ``e`` set: element ``e`` is negative), in ``dtype``."""
+    _, seg_len = segment_shape(conv)
     sh, dh = conv.stride[0], conv.dilation[0]
 
     def tap(n, u, seg, e, oh, ow):
@@ -308,9 +314,15 @@ def _segment_stage(padded, conv, tile, out_hw, width, dtype):
             total = term if total is None else total + term
         return total
 
+    return segment
+
+
+def _segment_stage(padded, conv, tile, out_hw, width, dtype):
+    """``seg[n, u, s, q, oh, ow]``: segment ``s`` of unit ``u`` under sign pattern ``q``."""
+    segments, seg_len = segment_shape(conv)
     # Patterns with the last element positive: the others are their negations.
     shape = (padded.tensor.shape[0], conv.num_units, segments, 1 << (seg_len - 1), out_hw[0], width)
-    return te.compute(shape, segment, name=BLOCK_SEG)
+    return te.compute(shape, segment_value(padded, conv, tile, dtype), name=BLOCK_SEG)
 
 
 def _baked_lookup(values, bits, index):
@@ -381,6 +393,20 @@ def sign_int8(value):
     return tirx.Select(value > origin, one, zero) - tirx.Select(value < origin, one, zero)
 
 
+def tiled_input(data, conv, tile, binary):
+    """The padded input (:func:`_planar_pad`) that tiles of ``tile`` read, for
+    outputs padded to whole tiles (``sign(x)`` in int8 if ``binary``)."""
+    height, width = (int(d) for d in data.shape[2:])
+    top, left, bottom, right = conv.padding
+    (sh, sw), (dh, dw) = conv.stride, conv.dilation
+    # Padded rows and columns are read this far (outputs padded to whole tiles).
+    right = max(right, (tile.row - 1) * sw + (conv.kernel_size[1] - 1) * dw + 1 - width - left)
+    bottom = max(bottom, (tile.out_h - 1) * sh + (conv.kernel_size[0] - 1) * dh + 1 - height - top)
+    layout = _column_layout(conv, tile, left + width + right)
+    # With binary activations the pad stores sign(x) in int8, so the responses are exact ints.
+    return _planar_pad(data, (top, left, bottom, right), conv.stride, *layout, tile.rows == 1, binary)
+
+
 def build_te(conv, data_shape):
     """Define the kernel in TE.
 
@@ -409,14 +435,7 @@ def build_te(conv, data_shape):
     table = te.placeholder(consts[1].shape, INT_DTYPE, "segments")
     alpha = te.placeholder(consts[2].shape, FLOAT_DTYPE, "alpha")
     bias = te.placeholder(consts[3].shape, FLOAT_DTYPE, "bias") if conv.bias is not None else None
-    top, left, bottom, right = conv.padding
-    (sh, sw), (dh, dw) = conv.stride, conv.dilation
-    # Padded rows and columns are read this far (outputs padded to whole tiles).
-    right = max(right, (tile.row - 1) * sw + (conv.kernel_size[1] - 1) * dw + 1 - width - left)
-    bottom = max(bottom, (tile.out_h - 1) * sh + (conv.kernel_size[0] - 1) * dh + 1 - height - top)
-    layout = _column_layout(conv, tile, left + width + right)
-    # With binary activations the pad stores sign(x) in int8, so the responses are exact ints.
-    padded = _planar_pad(data, (top, left, bottom, right), conv.stride, *layout, tile.rows == 1, binary)
+    padded = tiled_input(data, conv, tile, binary)
     group = unit_group(conv, tile.pixels)
     offsets = _offset_stage(packed, conv, tile.pixels, group)
     seg = _segment_stage(padded, conv, tile, (tile.out_h, out_hw[1]), tile.row, resp_dtype)

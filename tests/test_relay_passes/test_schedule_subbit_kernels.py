@@ -1,5 +1,7 @@
 """ScheduleSubBitKernels: the fused epilogue lands in the kernel, which is then scheduled."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tvm
@@ -10,7 +12,7 @@ from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
 
 from relay_passes.detect_subbit_conv import DetectSubBitConv
 from relay_passes.lower_subbit_conv import LowerSubBitConv
-from relay_passes.pipeline import build_pipeline, target_vector_bytes
+from relay_passes.pipeline import build_pipeline, has_lane_permutes, target_vector_bytes
 from relay_passes.schedule_subbit_kernels import ScheduleSubBitKernels
 from schedules.reference import conv2d_reference
 from schedules.subbit import SubBitConv
@@ -89,3 +91,50 @@ def test_fused_block_matches_reference():
 )
 def test_register_blocking_follows_the_target_vector_width(target, width):
     assert target_vector_bytes(parse_target(target)) == width
+
+
+def binary_block_module(weight, bias, residual, shape):
+    """``relu(conv2d(sign(x), W) + bias + residual)``: a binary ResNet block's conv."""
+    builder = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType(shape, "float32"))
+    with builder.function("main", [x]):
+        with builder.dataflow():
+            y = builder.emit(relax.op.nn.conv2d(relax.op.sign(x), relax.const(weight), padding=1))
+            y = builder.emit(relax.op.add(y, relax.const(bias.reshape(1, -1, 1, 1))))
+            y = builder.emit(relax.op.add(y, relax.const(residual)))
+            out = builder.emit_output(relax.op.nn.relu(y))
+        builder.emit_func_output(out)
+    return builder.get()
+
+
+@pytest.mark.parametrize(("target", "lane"), [("x86", True), ("llvm -mcpu=skylake-avx512", False)])
+def test_binary_4x4_block_takes_the_lane_kernel_where_the_target_has_vbmi(target, lane):
+    if lane and not has_lane_permutes(parse_target("x86")):
+        pytest.skip("this CPU lacks AVX-512 VBMI")
+    shape = (1, 256, 4, 4)
+    rng = np.random.default_rng(5)
+    weight = subbit_weight(256, 256, tau=5, seed=6)
+    bias = rng.standard_normal(256).astype(np.float32)
+    residual = rng.standard_normal(shape).astype(np.float32)
+    mod = binary_block_module(weight, bias, residual, shape)
+    target = tvm.target.Target(parse_target(target))
+    lowered = build_pipeline(target, [])(mod)
+    # Block names are gone once lowered; the buffers keep the stage names.
+    scripts = [f.script() for f in lowered.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
+    assert ["snn_lane" in s for s in scripts].count(True) == int(lane)
+    assert ["snn_resp" in s for s in scripts].count(True) == int(not lane)
+    executable = tvm.compile(mod, target=target, relax_pipeline=build_pipeline(target, []))
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[:, :, ::2] = 0.0
+    got = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
+    conv = dataclasses.replace(SubBitConv.from_dense(weight, bias=bias, padding=1), activation="binary")
+    expected = np.maximum(conv2d_reference(x, conv) + residual, 0)
+    np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize(
+    ("target", "vbmi"),
+    [("llvm -mcpu=icelake-server", True), ("llvm -mcpu=skylake-avx512", False), ("aarch64", False), ("pynq", False)],
+)
+def test_lane_kernels_need_avx512_vbmi(target, vbmi):
+    assert has_lane_permutes(parse_target(target)) == vbmi

@@ -1,0 +1,422 @@
+"""The binary sub-bit conv on small images: output channels in the vector lanes.
+
+The kernel of :mod:`schedules.subbit_tir` puts pixels in the lanes. On a 4x4
+image a tile has 16 pixels, so its 64-lane int8 vectors are a quarter full,
+and every (channel, unit) pair costs a scalar offset load and a vector add
+for 16 useful lanes. This kernel (x86 with AVX-512 VBMI) puts 64 output
+channels in the lanes instead:
+
+1. ``snn_pad``, as in the pixel-lane kernel: ``sign(x)`` in int8, one plane
+   per column tap;
+2. ``snn_lane_seg[n, th, tw, u, s, q * 16 + t]``: segment ``s`` of unit ``u``
+   under each of the 4 row patterns ``q`` (k/-k symmetry), at the 16 pixels
+   ``t`` of tile ``(th, tw)``: one 64-byte table per segment;
+3. ``snn_idx[u, o]``: the codeword index of (channel ``o``, unit ``u``), one
+   byte, unpacked from a tau-bit stream stored unit-major;
+4. ``snn_lane`` (hand-written TIR): per unit, the responses of all 2**tau
+   codewords at every pixel, each ``vpermt2b`` of a segment table and its
+   negation (a pixel's codewords fill ``2**tau`` bytes of a 64-byte
+   table); then per block of 64 channels and per pixel, one ``vpermb`` of
+   the pixel's table keyed by the block's 64 indices, added in int8 over
+   a chunk of units (exact: at most 14 units of |response| <= 9) and
+   widened into the int16 accumulator ``[n, th, tw, t, o]``;
+5. ``snn_out = alpha[o] * acc + bias[o]``, and what FuseOps appends.
+
+A (channel, unit, pixel) triple costs 1/64 of a permute and an add, where
+the pixel-lane kernel spends 1/16 of an add and 1/16 of a scalar load.
+"""
+
+import numpy as np
+from tvm import te, tirx
+
+from schedules.subbit import BITS_PER_BYTE, KERNEL_3X3, pack_indices
+from schedules.subbit_pad import MIN_PARALLEL_WORK
+from schedules.subbit_tir import (
+    BINARY_LANES,
+    BLOCK_IDX,
+    BLOCK_OUT,
+    FLOAT_DTYPE,
+    INDEX_DTYPE,
+    INT8_LIMIT,
+    INT16_LIMIT,
+    PACKED_DTYPE,
+    SubBitKernel,
+    choose_tile,
+    segment_table,
+    segment_value,
+    tiled_input,
+)
+from tvm_snn.errors import FormatError
+
+BLOCK_LANE_SEG = "snn_lane_seg"
+BLOCK_LANE = "snn_lane"
+# Output channels per vector (int8 lanes) and bytes of a permute table.
+CHANNEL_LANES = 64
+TABLE_BYTES = 64
+# Pixels per tile: 4 row patterns x 16 pixels fill one 64-byte segment table.
+TILE_PIXELS = 16
+ROW_PATTERNS = 4
+# 64 codewords fill one permute table.
+MAX_LANE_TAU = 6
+ACC_DTYPE = "int16"
+BYTE_DTYPE = "int8"
+VPERMB = "llvm.x86.avx512.permvar.qi.512"
+VPERMT2B = "llvm.x86.avx512.vpermi2var.qi.512"
+MULTISHIFT = "llvm.x86.avx512.pmultishift.qb.512"
+# Indices unpacked per step: 8 qwords of 8 indices (tau <= 8 bits each).
+UNPACK_LANES = 64
+# The packed stream's zero tail: an unpacking step reads 64 bytes.
+LANE_TAIL_BYTES = 64
+# Parallel items per core that even out without equal counts (see subbit_schedule).
+ITEMS_PER_CORE = 4
+# Below this many output channels the per-unit tables cost more than the
+# gather saves (4x4, batch 1: 0.78x at 128 channels, 1.4x at 256).
+MIN_LANE_CHANNELS = 256
+
+
+def lane_tile(out_hw):
+    """The tile of the lane kernel: at most 16 pixels, stacked rows (see :func:`choose_tile`)."""
+    return choose_tile(out_hw, binary=False)
+
+
+def lane_kernel_fits(conv, out_hw):
+    """Why the lane kernel does not apply to ``conv`` on outputs of ``out_hw``, or None if it does.
+
+    It takes binary 3x3 convs with at most 64 codewords and at least 256
+    output channels in whole vectors, on images whose pixel-lane tiles
+    leave vectors partly empty (fewer than 64 pixels) and whose lane tiles
+    hold 16 pixels.
+    """
+    if conv.activation != "binary":
+        return "float activations"
+    if conv.kernel_size != KERNEL_3X3:
+        return "not a 3x3 kernel"
+    if conv.tau > MAX_LANE_TAU:
+        return f"tau {conv.tau} > {MAX_LANE_TAU}"
+    if conv.out_channels % CHANNEL_LANES or conv.out_channels < MIN_LANE_CHANNELS:
+        return f"{conv.out_channels} output channels: fewer than {MIN_LANE_CHANNELS} or not whole vectors"
+    if conv.num_units * conv.unit_size > INT16_LIMIT:
+        return "too many units for an int16 accumulator"
+    if choose_tile(out_hw, binary=True).pixels >= BINARY_LANES:
+        return "the pixel-lane kernel fills its vectors"
+    if lane_tile(out_hw).pixels != TILE_PIXELS:
+        return f"tiles of {lane_tile(out_hw).pixels} pixels, not {TILE_PIXELS}"
+    return None
+
+
+def pixels_per_table(tau):
+    """Pixels whose ``2**tau`` responses share one 64-byte table."""
+    return min(TABLE_BYTES >> tau, TILE_PIXELS)
+
+
+def permute_table(conv):
+    """``perm[s, b, lane]``: where lane ``(h, j)`` of response table ``b`` reads
+    segment ``s`` in ``[table | -table]`` (int8, for ``vpermt2b``).
+
+    Lane ``h * 2**tau + j`` is codeword ``j`` at pixel ``b * P + h``
+    (``P`` = :func:`pixels_per_table`); its segment pattern, with the last
+    element made positive by a negation (bit 6), picks row pattern ``q``
+    at that pixel: byte ``q * 16 + pixel`` of the segment table.
+    """
+    codewords, per_table = 1 << conv.tau, pixels_per_table(conv.tau)
+    patterns = segment_table(conv)  # [codewords, segments], bit e set: element e negative
+    last = ROW_PATTERNS  # the pattern bit of the last element of a row
+    flip = (patterns & last) != 0
+    rows = np.where(flip, patterns ^ (2 * last - 1), patterns) & (last - 1)
+    perm = np.zeros((patterns.shape[1], TILE_PIXELS // per_table, TABLE_BYTES), np.int8)
+    for table in range(perm.shape[1]):
+        for h in range(per_table):
+            pixel = table * per_table + h
+            lanes = slice(h * codewords, (h + 1) * codewords)
+            perm[:, table, lanes] = (flip * TABLE_BYTES + rows * TILE_PIXELS + pixel).T
+    return perm
+
+
+def lane_constants(conv):
+    """The constants the lane kernel reads: indices packed unit-major (tau
+    bits each), the permute table, alpha[, bias]."""
+    packed = pack_indices(np.ascontiguousarray(conv.indices.T), conv.tau)
+    constants = [
+        np.concatenate([packed, np.zeros(LANE_TAIL_BYTES, np.uint8)]),
+        permute_table(conv),
+        np.ascontiguousarray(conv.alpha, dtype=np.float32),
+    ]
+    if conv.bias is not None:
+        constants.append(np.ascontiguousarray(conv.bias, dtype=np.float32))
+    return tuple(constants)
+
+
+def chunk_units(conv):
+    """Units summed in int8 before widening: the largest divisor of the unit
+    count whose sums stay exact (``127 // 9``)."""
+    limit = INT8_LIMIT // conv.unit_size
+    return max(d for d in range(1, limit + 1) if conv.num_units % d == 0)
+
+
+def unit_parts(tiles, chunks, num_cores):
+    """Parts to split a tile's unit chunks into so the cores get even work.
+
+    Each part sums its units into its own accumulator; the epilogue adds
+    the parts. A power of two dividing the chunk count.
+    """
+    parts = 1
+    while tiles * parts % num_cores and tiles * parts < ITEMS_PER_CORE * num_cores and chunks % (parts * 2) == 0:
+        parts *= 2
+    return parts
+
+
+def _i(value):
+    return tirx.const(int(value), INDEX_DTYPE)
+
+
+def _ramp(base, lanes):
+    return tirx.Ramp(_i(0) + base, _i(1), lanes)
+
+
+def _seq(stmts):
+    return stmts[0] if len(stmts) == 1 else tirx.SeqStmt(stmts)
+
+
+def _loop(extent, body, name, kind=tirx.ForKind.SERIAL):
+    var = tirx.Var(name, INDEX_DTYPE)
+    return tirx.For(var, _i(0), _i(extent), kind, body(var))
+
+
+def _unrolled(extent, body):
+    return _seq([body(i) for i in range(extent)])
+
+
+def _byte_lanes(value):
+    return tirx.Broadcast(tirx.const(value, BYTE_DTYPE), TABLE_BYTES)
+
+
+def _unpack_stage(packed, conv, num_cores):
+    """``snn_idx[u, o]``: the index of (channel ``o``, unit ``u``) as one byte, 64 per step.
+
+    A step's 64 indices are ``8 * tau`` bytes of the stream: ``vpermb``
+    gives each qword the ``tau`` bytes of its 8 indices, and
+    ``vpmultishiftqb`` shifts index ``m`` of a qword down by ``m * tau`` bits.
+    """
+    tau, units, out_channels = conv.tau, conv.num_units, conv.out_channels
+    steps = units * out_channels // UNPACK_LANES
+    parallel = num_cores > 1 and steps * UNPACK_LANES >= MIN_PARALLEL_WORK
+    kind = tirx.ForKind.PARALLEL if parallel else tirx.ForKind.SERIAL
+    byte_vec = f"{BYTE_DTYPE}x{UNPACK_LANES}"
+
+    def build(src, out):
+        lane = tirx.Ramp(tirx.const(0, BYTE_DTYPE), tirx.const(1, BYTE_DTYPE), UNPACK_LANES)
+        field = lane & _byte_lanes(BITS_PER_BYTE - 1)  # an index's place in its qword
+        place = (lane >> _byte_lanes(3)) * _byte_lanes(tau) + field  # qword k: bytes k * tau ...
+        shift = field * _byte_lanes(tau)
+
+        def step(g):
+            raw = tirx.Cast(byte_vec, tirx.BufferLoad(src, [_ramp(g * (BITS_PER_BYTE * tau), UNPACK_LANES)]))
+            placed = tirx.call_llvm_pure_intrin(byte_vec, VPERMB, raw, place)
+            fields = tirx.call_llvm_pure_intrin(byte_vec, MULTISHIFT, shift, placed)
+            first = g * UNPACK_LANES
+            row, col = tirx.floordiv(first, _i(out_channels)), first % out_channels
+            return tirx.BufferStore(out, fields & _byte_lanes((1 << tau) - 1), [row, _ramp(col, UNPACK_LANES)])
+
+        return _loop(steps, step, "step", kind)
+
+    return te.extern(
+        [(units, out_channels)], [packed], lambda ins, outs: build(ins[0], outs[0]), name=BLOCK_IDX, dtype=[BYTE_DTYPE]
+    )
+
+
+def _gather_body(conv, shape, parts, num_cores):
+    """The TIR of ``snn_lane``: builds ``acc`` from the segment tables, indices and permute table."""
+    n_batch, tiles_h, tiles_w = shape
+    units, out_channels = conv.num_units, conv.out_channels
+    codewords, per_table = 1 << conv.tau, pixels_per_table(conv.tau)
+    tables = TILE_PIXELS // per_table
+    chunk = chunk_units(conv)
+    chunks = units // chunk // parts  # per part
+    blocks = out_channels // CHANNEL_LANES
+    segments = ROW_PATTERNS - 1  # 3 rows of a 3x3 kernel
+    items = n_batch * tiles_h * tiles_w * parts
+    work = items * chunks * chunk * out_channels * TILE_PIXELS
+    kind = tirx.ForKind.PARALLEL if num_cores > 1 and items > 1 and work >= MIN_PARALLEL_WORK else tirx.ForKind.SERIAL
+    byte_vec, acc_vec = f"{BYTE_DTYPE}x{TABLE_BYTES}", f"{ACC_DTYPE}x{CHANNEL_LANES}"
+
+    def build(seg, idx, perm, acc):
+        def item_body(item):
+            part = item % parts
+            tile = tirx.floordiv(item, _i(parts))
+            n, th, tw = (
+                tirx.floordiv(tile, _i(tiles_h * tiles_w)),
+                tirx.floordiv(tile, _i(tiles_w)) % tiles_h,
+                tile % tiles_w,
+            )
+            tables_buf = tirx.decl_buffer((chunk, tables, TABLE_BYTES), BYTE_DTYPE, "snn_tables")
+            signed = tirx.decl_buffer((segments, 2 * TABLE_BYTES), BYTE_DTYPE, "snn_signed", scope="local")
+            sums = tirx.decl_buffer((TILE_PIXELS, CHANNEL_LANES), BYTE_DTYPE, "snn_sums", scope="local")
+
+            def zero_acc(t):
+                return _loop(
+                    blocks,
+                    lambda b: tirx.BufferStore(
+                        acc,
+                        tirx.Broadcast(tirx.const(0, ACC_DTYPE), CHANNEL_LANES),
+                        [part, n, th, tw, _i(t), _ramp(b * CHANNEL_LANES, CHANNEL_LANES)],
+                    ),
+                    "zb",
+                )
+
+            def unit_tables(c, uc):
+                u = c * chunk + uc
+                stmts = []
+                for s in range(segments):
+                    table = tirx.BufferLoad(seg, [n, th, tw, u, _i(s), _ramp(0, TABLE_BYTES)])
+                    stmts.append(tirx.BufferStore(signed, table, [_i(s), _ramp(0, TABLE_BYTES)]))
+                    negated = tirx.Broadcast(tirx.const(0, BYTE_DTYPE), TABLE_BYTES) - table
+                    stmts.append(tirx.BufferStore(signed, negated, [_i(s), _ramp(TABLE_BYTES, TABLE_BYTES)]))
+                for b in range(tables):
+                    total = None
+                    for s in range(segments):
+                        term = tirx.call_llvm_pure_intrin(
+                            byte_vec,
+                            VPERMT2B,
+                            tirx.BufferLoad(signed, [_i(s), _ramp(0, TABLE_BYTES)]),
+                            tirx.BufferLoad(perm, [_i(s), _i(b), _ramp(0, TABLE_BYTES)]),
+                            tirx.BufferLoad(signed, [_i(s), _ramp(TABLE_BYTES, TABLE_BYTES)]),
+                        )
+                        total = term if total is None else total + term
+                    stmts.append(tirx.BufferStore(tables_buf, total, [uc, _i(b), _ramp(0, TABLE_BYTES)]))
+                return _seq(stmts)
+
+            def block_sums(c, b):
+                channel = b * CHANNEL_LANES
+
+                def add_unit(uc):
+                    keys = tirx.BufferLoad(idx, [c * chunk + uc, _ramp(channel, CHANNEL_LANES)])
+
+                    def add_pixel(t):
+                        h, table = t % per_table, t // per_table
+                        shifted = keys if h == 0 else keys + tirx.Broadcast(tirx.const(h * codewords, BYTE_DTYPE), 64)
+                        picked = tirx.call_llvm_pure_intrin(
+                            byte_vec, VPERMB, tirx.BufferLoad(tables_buf, [uc, _i(table), _ramp(0, TABLE_BYTES)]), shifted
+                        )
+                        row = [_i(t), _ramp(0, CHANNEL_LANES)]
+                        return tirx.BufferStore(sums, tirx.BufferLoad(sums, row) + picked, row)
+
+                    return _unrolled(TILE_PIXELS, add_pixel)
+
+                def widen(t):
+                    at = [part, n, th, tw, _i(t), _ramp(channel, CHANNEL_LANES)]
+                    wide = tirx.Cast(acc_vec, tirx.BufferLoad(sums, [_i(t), _ramp(0, CHANNEL_LANES)]))
+                    return tirx.BufferStore(acc, tirx.BufferLoad(acc, at) + wide, at)
+
+                clear = _unrolled(
+                    TILE_PIXELS,
+                    lambda t: tirx.BufferStore(
+                        sums, tirx.Broadcast(tirx.const(0, BYTE_DTYPE), CHANNEL_LANES), [_i(t), _ramp(0, CHANNEL_LANES)]
+                    ),
+                )
+                return _seq([clear, _loop(chunk, add_unit, "uc"), _unrolled(TILE_PIXELS, widen)])
+
+            def chunk_body(c):
+                return _seq(
+                    [
+                        _loop(chunk, lambda uc: unit_tables(c, uc), "ut"),
+                        _loop(blocks, lambda b: block_sums(c, b), "b"),
+                    ]
+                )
+
+            return _seq(
+                [
+                    tirx.AllocBuffer(tables_buf),
+                    tirx.AllocBuffer(signed),
+                    tirx.AllocBuffer(sums),
+                    _unrolled(TILE_PIXELS, zero_acc),
+                    _loop(chunks, lambda c: chunk_body(part * chunks + c), "c"),
+                ]
+            )
+
+        return _loop(items, item_body, "item", kind)
+
+    return build
+
+
+def build_lane_te(conv, data_shape, num_cores=2):
+    """Define the lane kernel in TE (see the module docstring).
+
+    Parameters
+    ----------
+    conv : SubBitConv
+        A conv for which :func:`lane_kernel_fits` holds.
+    data_shape : tuple of int
+        The NCHW input shape.
+    num_cores : int
+        Cores to spread the tiles (and, with few tiles, channel blocks) over.
+
+    Returns
+    -------
+    list of te.Tensor
+        Placeholders (data, packed, perm, alpha[, bias]) then the output.
+    """
+    n_batch, channels, height, width = data_shape
+    if channels != conv.in_channels:
+        raise FormatError(f"input has {channels} channels, the conv takes {conv.in_channels}")
+    out_hw = conv.output_hw(height, width)
+    reason = lane_kernel_fits(conv, out_hw)
+    if reason is not None:
+        raise FormatError(f"the lane kernel does not apply: {reason}")
+    tile = lane_tile(out_hw)
+    consts = lane_constants(conv)
+    data = te.placeholder(data_shape, FLOAT_DTYPE, "data")
+    packed = te.placeholder(consts[0].shape, PACKED_DTYPE, "packed")
+    perm = te.placeholder(consts[1].shape, BYTE_DTYPE, "perm")
+    alpha = te.placeholder(consts[2].shape, FLOAT_DTYPE, "alpha")
+    bias = te.placeholder(consts[3].shape, FLOAT_DTYPE, "bias") if conv.bias is not None else None
+
+    padded = tiled_input(data, conv, tile, binary=True)
+    segment = segment_value(padded, conv, tile, BYTE_DTYPE)
+    tiles_h, tiles_w = tile.out_h // tile.rows, tile.row // tile.width
+
+    def lane_segment(n, th, tw, u, s, f):
+        q, t = f // TILE_PIXELS, f % TILE_PIXELS
+        return segment(n, u, s, q, th * tile.rows + t // tile.width, tw * tile.width + t % tile.width)
+
+    seg_shape = (n_batch, tiles_h, tiles_w, conv.num_units, ROW_PATTERNS - 1, TABLE_BYTES)
+    seg = te.compute(seg_shape, lane_segment, name=BLOCK_LANE_SEG)
+    idx = _unpack_stage(packed, conv, num_cores)
+    parts = unit_parts(n_batch * tiles_h * tiles_w, conv.num_units // chunk_units(conv), num_cores)
+    acc = te.extern(
+        [(parts, n_batch, tiles_h, tiles_w, TILE_PIXELS, conv.out_channels)],
+        [seg, idx, perm],
+        lambda ins, outs: _gather_body(conv, (n_batch, tiles_h, tiles_w), parts, num_cores)(*ins, outs[0]),
+        name=BLOCK_LANE,
+        dtype=[ACC_DTYPE],
+    )
+
+    def epilogue(n, o, oh, ow):
+        t = (oh % tile.rows) * tile.width + ow % tile.width
+        total = None
+        for part in range(parts):
+            term = acc[part, n, oh // tile.rows, ow // tile.width, t, o]
+            total = term if total is None else total + term
+        value = total.astype(FLOAT_DTYPE) * alpha[o]
+        return value + bias[o] if bias is not None else value
+
+    out = te.compute((n_batch, conv.out_channels, *out_hw), epilogue, name=BLOCK_OUT)
+    inputs = [data, packed, perm, alpha] + ([bias] if bias is not None else [])
+    return [*inputs, out]
+
+
+def build_lane_kernel(conv, data_shape, schedule=True, num_cores=2):
+    """Build the lane kernel for ``conv`` on inputs of ``data_shape`` (see :func:`build_lane_te`).
+
+    Returns
+    -------
+    SubBitKernel
+    """
+    from schedules.subbit_lane_schedule import schedule_lane_kernel
+
+    args = build_lane_te(conv, tuple(int(d) for d in data_shape), num_cores)
+    func = te.create_prim_func(args, index_dtype_override=INDEX_DTYPE)
+    if schedule:
+        func = schedule_lane_kernel(func, num_cores)
+    out_shape = tuple(int(d) for d in args[-1].shape)
+    return SubBitKernel(func=func, constants=lane_constants(conv), out_shape=out_shape)
+
