@@ -14,7 +14,8 @@ it applies the sign itself, and a sign op left without readers is removed.
 
 On targets with AVX-512 VBMI, binary convs on small images take the lane
 kernel of :mod:`schedules.subbit_lane` (output channels in the vector lanes)
-where :func:`~schedules.subbit_lane.lane_kernel_fits` allows it.
+where :func:`~schedules.subbit_lane.lane_kernel_fits` allows it, and the
+other kernels unpack their indices with :mod:`schedules.subbit_unpack`.
 
 The kernel is left unscheduled and marked fusable; ScheduleSubBitKernels
 schedules it after TVM's FuseOps/FuseTIR have merged its epilogue into it.
@@ -68,10 +69,10 @@ def _sign_input(data, lookup):
 
 @relax.expr_functor.mutator
 class _Lowerer(relax.PyExprMutator):
-    def __init__(self, mod, composites, lane_kernels, num_cores):
+    def __init__(self, mod, composites, vbmi, num_cores):
         super().__init__(mod)
         self.composites = composites  # GlobalVar name -> SubBitConv
-        self.lane_kernels = lane_kernels
+        self.vbmi = vbmi
         self.num_cores = num_cores
 
     def visit_call_(self, call):
@@ -90,9 +91,9 @@ class _Lowerer(relax.PyExprMutator):
 
     def _kernel(self, conv, data_shape):
         out_hw = conv.output_hw(*data_shape[2:])
-        if self.lane_kernels and lane_kernel_fits(conv, out_hw) is None:
+        if self.vbmi and lane_kernel_fits(conv, out_hw) is None:
             return build_lane_kernel(conv, data_shape, schedule=False, num_cores=self.num_cores)
-        return build_kernel(conv, data_shape, schedule=False)
+        return build_kernel(conv, data_shape, schedule=False, byte_unpack=self.vbmi)
 
 
 @tvm.transform.module_pass(opt_level=0, name="tvm_snn.LowerSubBitConv")
@@ -101,21 +102,22 @@ class LowerSubBitConv:
 
     Parameters
     ----------
-    lane_kernels : bool
-        Whether the target has AVX-512 VBMI, so the lane kernel may be used.
+    vbmi : bool
+        Whether the target has AVX-512 VBMI: the lane kernel may be used,
+        and the indices are unpacked 64 at a time.
     num_cores : int
         Cores the lane kernel spreads its work over.
     """
 
-    def __init__(self, lane_kernels=False, num_cores=2):
-        self.lane_kernels = lane_kernels
+    def __init__(self, vbmi=False, num_cores=2):
+        self.vbmi = vbmi
         self.num_cores = num_cores
 
     def transform_module(self, mod, _ctx):
         composites = {gv.name_hint: composite_conv(f) for gv, f in mod.functions_items() if is_subbit_composite(f)}
         if not composites:
             return mod
-        lowerer = _Lowerer(mod, composites, self.lane_kernels, self.num_cores)
+        lowerer = _Lowerer(mod, composites, self.vbmi, self.num_cores)
         for gv, func in list(mod.functions_items()):
             if isinstance(func, relax.Function) and not is_subbit_composite(func):
                 lowerer.builder_.update_func(gv, lowerer.visit_expr(func))

@@ -20,7 +20,7 @@ from relay_passes.schedule_dense_fallback import ScheduleDenseFallback
 from relay_passes.schedule_subbit_kernels import ScheduleSubBitKernels
 
 
-def snn_passes(layers, policy=None, lane_kernels=False, num_cores=2):
+def snn_passes(layers, policy=None, vbmi=False, num_cores=2):
     """Return the SNN graph passes, in order.
 
     Parameters
@@ -29,8 +29,8 @@ def snn_passes(layers, policy=None, lane_kernels=False, num_cores=2):
         Receives one ``LayerReport`` per conv from the detection pass.
     policy : LoweringPolicy, optional
         What the detector may lower.
-    lane_kernels : bool
-        Whether the target can run the lane kernel (AVX-512 VBMI).
+    vbmi : bool
+        Whether the target has AVX-512 VBMI (see LowerSubBitConv).
     num_cores : int
         The target's cores.
 
@@ -38,7 +38,7 @@ def snn_passes(layers, policy=None, lane_kernels=False, num_cores=2):
     -------
     list of tvm.transform.Pass
     """
-    return [DetectSubBitConv(layers, policy), LowerSubBitConv(lane_kernels, num_cores)]
+    return [DetectSubBitConv(layers, policy), LowerSubBitConv(vbmi, num_cores)]
 
 
 def target_cores(target):
@@ -57,8 +57,8 @@ def target_vector_bytes(target):
     return 16
 
 
-def has_lane_permutes(target):
-    """Whether the target has the byte permutes of the lane kernel (AVX-512 VBMI)."""
+def target_has_vbmi(target):
+    """Whether the target has AVX-512 VBMI (byte permutes, multishift)."""
     from tvm.target import codegen
 
     return bool(codegen.target_has_features("avx512vbmi", target))
@@ -68,7 +68,7 @@ def build_pipeline(target, layers, policy=None):
     """Return the full Relax pipeline for ``target`` as one module pass."""
     cpu = cpu_pipeline
     passes = (
-        snn_passes(layers, policy, has_lane_permutes(target), target_cores(target))
+        snn_passes(layers, policy, target_has_vbmi(target), target_cores(target))
         + cpu.library_dispatch_passes(target)
         + cpu.legalize_passes(target)
         + [ScheduleSubBitKernels(target_cores(target), target_vector_bytes(target)), ScheduleDenseFallback()]

@@ -12,7 +12,8 @@ channels in the lanes instead:
    under each of the 4 row patterns ``q`` (k/-k symmetry), at the 16 pixels
    ``t`` of tile ``(th, tw)``: one 64-byte table per segment;
 3. ``snn_idx[u, o]``: the codeword index of (channel ``o``, unit ``u``), one
-   byte, unpacked from a tau-bit stream stored unit-major;
+   byte, unpacked (:mod:`schedules.subbit_unpack`) from a tau-bit stream
+   stored unit-major;
 4. ``snn_lane`` (hand-written TIR): per unit, the responses of all 2**tau
    codewords at every pixel, each ``vpermt2b`` of a segment table and its
    negation (a pixel's codewords fill ``2**tau`` bytes of a 64-byte
@@ -29,7 +30,7 @@ the pixel-lane kernel spends 1/16 of an add and 1/16 of a scalar load.
 import numpy as np
 from tvm import te, tirx
 
-from schedules.subbit import BITS_PER_BYTE, KERNEL_3X3, pack_indices
+from schedules.subbit import KERNEL_3X3, pack_indices
 from schedules.subbit_pad import MIN_PARALLEL_WORK
 from schedules.subbit_tir import (
     BINARY_LANES,
@@ -46,6 +47,7 @@ from schedules.subbit_tir import (
     segment_value,
     tiled_input,
 )
+from schedules.subbit_unpack import TAIL_BYTES, VPERMB, byte_lanes, unpack_bytes
 from tvm_snn.errors import FormatError
 
 BLOCK_LANE_SEG = "snn_lane_seg"
@@ -60,13 +62,9 @@ ROW_PATTERNS = 4
 MAX_LANE_TAU = 6
 ACC_DTYPE = "int16"
 BYTE_DTYPE = "int8"
-VPERMB = "llvm.x86.avx512.permvar.qi.512"
 VPERMT2B = "llvm.x86.avx512.vpermi2var.qi.512"
-MULTISHIFT = "llvm.x86.avx512.pmultishift.qb.512"
-# Indices unpacked per step: 8 qwords of 8 indices (tau <= 8 bits each).
-UNPACK_LANES = 64
-# The packed stream's zero tail: an unpacking step reads 64 bytes.
-LANE_TAIL_BYTES = 64
+# The packed stream's zero tail (see schedules.subbit_unpack).
+LANE_TAIL_BYTES = TAIL_BYTES
 # Parallel items per core that even out without equal counts (see subbit_schedule).
 ITEMS_PER_CORE = 4
 # Below this many output channels the per-unit tables cost more than the
@@ -186,44 +184,6 @@ def _unrolled(extent, body):
     return _seq([body(i) for i in range(extent)])
 
 
-def _byte_lanes(value):
-    return tirx.Broadcast(tirx.const(value, BYTE_DTYPE), TABLE_BYTES)
-
-
-def _unpack_stage(packed, conv, num_cores):
-    """``snn_idx[u, o]``: the index of (channel ``o``, unit ``u``) as one byte, 64 per step.
-
-    A step's 64 indices are ``8 * tau`` bytes of the stream: ``vpermb``
-    gives each qword the ``tau`` bytes of its 8 indices, and
-    ``vpmultishiftqb`` shifts index ``m`` of a qword down by ``m * tau`` bits.
-    """
-    tau, units, out_channels = conv.tau, conv.num_units, conv.out_channels
-    steps = units * out_channels // UNPACK_LANES
-    parallel = num_cores > 1 and steps * UNPACK_LANES >= MIN_PARALLEL_WORK
-    kind = tirx.ForKind.PARALLEL if parallel else tirx.ForKind.SERIAL
-    byte_vec = f"{BYTE_DTYPE}x{UNPACK_LANES}"
-
-    def build(src, out):
-        lane = tirx.Ramp(tirx.const(0, BYTE_DTYPE), tirx.const(1, BYTE_DTYPE), UNPACK_LANES)
-        field = lane & _byte_lanes(BITS_PER_BYTE - 1)  # an index's place in its qword
-        place = (lane >> _byte_lanes(3)) * _byte_lanes(tau) + field  # qword k: bytes k * tau ...
-        shift = field * _byte_lanes(tau)
-
-        def step(g):
-            raw = tirx.Cast(byte_vec, tirx.BufferLoad(src, [_ramp(g * (BITS_PER_BYTE * tau), UNPACK_LANES)]))
-            placed = tirx.call_llvm_pure_intrin(byte_vec, VPERMB, raw, place)
-            fields = tirx.call_llvm_pure_intrin(byte_vec, MULTISHIFT, shift, placed)
-            first = g * UNPACK_LANES
-            row, col = tirx.floordiv(first, _i(out_channels)), first % out_channels
-            return tirx.BufferStore(out, fields & _byte_lanes((1 << tau) - 1), [row, _ramp(col, UNPACK_LANES)])
-
-        return _loop(steps, step, "step", kind)
-
-    return te.extern(
-        [(units, out_channels)], [packed], lambda ins, outs: build(ins[0], outs[0]), name=BLOCK_IDX, dtype=[BYTE_DTYPE]
-    )
-
-
 def _gather_body(conv, shape, parts, num_cores):
     """The TIR of ``snn_lane``: builds ``acc`` from the segment tables, indices and permute table."""
     n_batch, tiles_h, tiles_w = shape
@@ -269,7 +229,7 @@ def _gather_body(conv, shape, parts, num_cores):
                 for s in range(segments):
                     table = tirx.BufferLoad(seg, [n, th, tw, u, _i(s), _ramp(0, TABLE_BYTES)])
                     stmts.append(tirx.BufferStore(signed, table, [_i(s), _ramp(0, TABLE_BYTES)]))
-                    negated = tirx.Broadcast(tirx.const(0, BYTE_DTYPE), TABLE_BYTES) - table
+                    negated = byte_lanes(0) - table
                     stmts.append(tirx.BufferStore(signed, negated, [_i(s), _ramp(TABLE_BYTES, TABLE_BYTES)]))
                 for b in range(tables):
                     total = None
@@ -293,7 +253,7 @@ def _gather_body(conv, shape, parts, num_cores):
 
                     def add_pixel(t):
                         h, table = t % per_table, t // per_table
-                        shifted = keys if h == 0 else keys + tirx.Broadcast(tirx.const(h * codewords, BYTE_DTYPE), 64)
+                        shifted = keys if h == 0 else keys + byte_lanes(h * codewords)
                         picked = tirx.call_llvm_pure_intrin(
                             byte_vec, VPERMB, tirx.BufferLoad(tables_buf, [uc, _i(table), _ramp(0, TABLE_BYTES)]), shifted
                         )
@@ -310,7 +270,7 @@ def _gather_body(conv, shape, parts, num_cores):
                 clear = _unrolled(
                     TILE_PIXELS,
                     lambda t: tirx.BufferStore(
-                        sums, tirx.Broadcast(tirx.const(0, BYTE_DTYPE), CHANNEL_LANES), [_i(t), _ramp(0, CHANNEL_LANES)]
+                        sums, byte_lanes(0), [_i(t), _ramp(0, CHANNEL_LANES)]
                     ),
                 )
                 return _seq([clear, _loop(chunk, add_unit, "uc"), _unrolled(TILE_PIXELS, widen)])
@@ -380,7 +340,7 @@ def build_lane_te(conv, data_shape, num_cores=2):
 
     seg_shape = (n_batch, tiles_h, tiles_w, conv.num_units, ROW_PATTERNS - 1, TABLE_BYTES)
     seg = te.compute(seg_shape, lane_segment, name=BLOCK_LANE_SEG)
-    idx = _unpack_stage(packed, conv, num_cores)
+    idx = unpack_bytes(packed, (conv.num_units, conv.out_channels), conv.tau, num_cores, name=BLOCK_IDX)
     parts = unit_parts(n_batch * tiles_h * tiles_w, conv.num_units // chunk_units(conv), num_cores)
     acc = te.extern(
         [(parts, n_batch, tiles_h, tiles_w, TILE_PIXELS, conv.out_channels)],

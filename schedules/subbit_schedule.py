@@ -83,6 +83,10 @@ def inline_epilogue(sch, block):
             return
 
 
+def _has_partial(sch):
+    return has_block(sch, BLOCK_PARTIAL)
+
+
 def largest_divisor(n, at_most):
     """The largest divisor of ``n`` that is at most ``at_most`` (at least 1)."""
     return max(d for d in range(1, max(1, min(n, at_most)) + 1) if n % d == 0)
@@ -108,12 +112,13 @@ def _channel_splits(tiles, out_channels, num_cores):
 def _plan(sch, num_cores, vector_bytes=VECTOR_BYTES):
     """Tile geometry (from the buffers) and the chunk, block and split sizes."""
     n_batch, tiles_h, tiles_w, groups, span = _extents(sch, sch.get_sblock(BLOCK_RESP))
-    units = _extents(sch, sch.get_sblock(BLOCK_IDX))[1]
+    register_block = sch.get_sblock(BLOCK_PARTIAL if _has_partial(sch) else BLOCK_ACC)
+    (offsets,) = [r.source for r in sch.get(register_block).reads if r.source.name == BLOCK_IDX]
+    units = int(offsets.shape[1])
     _, out_channels, out_h, row = _extents(sch, sch.get_sblock(BLOCK_ACC))[:4]
     rows, width = out_h // tiles_h, row // tiles_w
     pixels = rows * width
-    partial = has_block(sch, BLOCK_PARTIAL)  # binary: int8 sums per group of units
-    register_block = sch.get_sblock(BLOCK_PARTIAL if partial else BLOCK_ACC)
+    partial = _has_partial(sch)  # binary: int8 sums per group of units
     acc_bytes = _dtype_bytes(sch, register_block)
     vectors = max(1, pixels * acc_bytes // vector_bytes)  # registers per channel's accumulator
     chunk = units // groups  # units whose responses are computed together (see unit_group)
@@ -189,10 +194,12 @@ def schedule_kernel(func, num_cores=2, vector_bytes=VECTOR_BYTES):
     # Unpacking the O x U indices runs on every call; a parallel region costs a
     # fork and a join, so only a large one is spread over the cores (the padding
     # decides the same for itself, see schedules.subbit_pad).
+    # (With VBMI the unpacking is hand-written TIR, scheduled already.)
     unpack = sch.get_sblock(BLOCK_IDX)
-    if work(sch, unpack) >= MIN_PARALLEL_WORK:
-        sch.parallel(sch.get_loops(unpack)[0])
-    _unroll_unpack(sch, plan["tau"])
+    if sch.get_loops(unpack):
+        if work(sch, unpack) >= MIN_PARALLEL_WORK:
+            sch.parallel(sch.get_loops(unpack)[0])
+        _unroll_unpack(sch, plan["tau"])
     return _drop_offset_masks(sch.mod["main"])
 
 

@@ -34,12 +34,14 @@ int32, for very wide layers) accumulator; only the epilogue is float.
 The schedule is in :mod:`schedules.subbit_schedule`.
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 from tvm import te, tirx
 
+from schedules import subbit_unpack as unpack
 from schedules.subbit import BITS_PER_BYTE, KERNEL_1X1, SubBitConv
 from schedules.subbit_pad import PadGeometry, padded_input
 from tvm_snn.errors import FormatError
@@ -48,9 +50,9 @@ FLOAT_DTYPE = "float32"
 INT_DTYPE = "int32"
 SIGN_DTYPE = "int8"
 PACKED_DTYPE = "uint8"
-# Unpacking reads two bytes per index (tau <= 9 spans at most two), so the
-# packed stream gets one zero byte of tail padding.
-UNPACK_TAIL_BYTES = 1
+# Unpacking reads two bytes per index (tau <= 9 spans at most two), 64 per
+# step with VBMI (schedules.subbit_unpack): the packed stream's zero tail.
+UNPACK_TAIL_BYTES = unpack.TAIL_BYTES
 # Lanes of one vector (float32 in a zmm register).
 VECTOR_LANES = 16
 # int8 lanes of one vector: binary responses and partial sums.
@@ -198,23 +200,34 @@ def unpacked_index(packed, tau, position):
     return ((low | (high << BITS_PER_BYTE)) >> (bit % BITS_PER_BYTE)) & ((1 << tau) - 1)
 
 
-def _offset_stage(packed, conv, pixels, group):
+def _offset_stage(packed, conv, pixels, group, byte_unpack=False):
     """``off[o, u]``: where unit ``u``'s response to codeword ``idx[o, u]`` starts
     in its group's responses, ``((u % group) * 2**tau + idx[o, u]) * pixels``
     (int16 when every offset fits).
 
     Unpacked from the tau-bit stream on every call, so the artifact keeps
-    ``tau`` bits per unit.
+    ``tau`` bits per unit: with ``byte_unpack`` (AVX-512 VBMI), 64 at a time
+    by :mod:`schedules.subbit_unpack` where the unit count allows.
     """
     units, tau = conv.num_units, conv.tau
-
-    def unpack(o, u):
-        index = unpacked_index(packed, tau, o * units + u)
-        return ((index + (u % group) * (1 << tau)) * pixels).astype(dtype)
-
+    codewords = 1 << tau
     # int16 when the group's responses allow: half the bytes the gather streams.
-    dtype = "int16" if group * (1 << tau) * pixels <= INT16_LIMIT + 1 else INT_DTYPE
-    return te.compute((conv.out_channels, units), unpack, name=BLOCK_IDX)
+    dtype = "int16" if group * codewords * pixels <= INT16_LIMIT + 1 else INT_DTYPE
+    shape = (conv.out_channels, units)
+    if byte_unpack and units % unpack.LANES == 0 and tau <= unpack.MAX_TAU:
+        lanes = f"{dtype}x{unpack.LANES}"
+
+        def finish(indices, _row, cols):
+            group_base = tirx.Cast(lanes, cols % group) * tirx.Broadcast(tirx.const(codewords, dtype), unpack.LANES)
+            return (tirx.Cast(lanes, indices) + group_base) * tirx.Broadcast(tirx.const(pixels, dtype), unpack.LANES)
+
+        return unpack.unpack_bytes(packed, shape, tau, name=BLOCK_IDX, finish=finish, dtype=dtype)
+
+    def offset(o, u):
+        index = unpacked_index(packed, tau, o * units + u)
+        return ((index + (u % group) * codewords) * pixels).astype(dtype)
+
+    return te.compute(shape, offset, name=BLOCK_IDX)
 
 
 def segment_table(conv):
@@ -249,6 +262,10 @@ class PaddedInput:
 
     tensor: te.Tensor
     row_major: bool
+    # With columns masked (see _masks_columns): the input width, and the zero
+    # guard rows above and below each channel.
+    masked_width: int = 0
+    guard_rows: int = 0
 
     def at(self, n, c, ry, k, y, x):
         """The padded input at channel ``c``, row phase ``ry``, plane ``k``, row ``y``, column ``x``."""
@@ -278,6 +295,17 @@ def _planar_pad(data, padding, stride, planes, step, width, row_major, binary):
     return PaddedInput(tensor, row_major)
 
 
+def _masks_columns(conv, tile, in_width):
+    """Whether stacked-row tiles read one plane of unshifted rows, masking the
+    taps that fall past a row's ends, instead of one shifted plane per column tap.
+
+    That needs stride 1 and rows as wide as the input: a tap is then the
+    stacked rows' vector shifted by the tap's column offset, and it writes
+    a third of the planes.
+    """
+    return tile.rows > 1 and conv.kernel_size[1] > 1 and conv.stride == (1, 1) and in_width == tile.row
+
+
 def _column_layout(conv, tile, padded_width):
     """``(planes, step, width)`` of the padded input for :func:`_planar_pad`."""
     sw, dw, kw = conv.stride[1], conv.dilation[1], conv.kernel_size[1]
@@ -303,6 +331,11 @@ def segment_value(padded, conv, tile, dtype):
     def tap(n, u, seg, e, oh, ow):
         if conv.kernel_size == KERNEL_1X1:
             return padded.at(n, u * conv.channels_per_unit + seg * seg_len + e, 0, 0, oh, ow)
+        if padded.masked_width:  # one unshifted plane: past a row's ends reads the next row, masked
+            col = ow + e * conv.dilation[1] - conv.padding[1]
+            value = padded.at(n, u, 0, 0, oh + seg * dh + padded.guard_rows, col)
+            inside = tirx.all(col >= 0, col < padded.masked_width)
+            return tirx.Select(inside, value, tirx.const(0, value.dtype))
         plane, col = _column_tap(conv, tile, e, ow)
         return padded.at(n, u, (seg * dh) % sh, plane, oh + (seg * dh) // sh, col)
 
@@ -402,12 +435,19 @@ def tiled_input(data, conv, tile, binary):
     # Padded rows and columns are read this far (outputs padded to whole tiles).
     right = max(right, (tile.row - 1) * sw + (conv.kernel_size[1] - 1) * dw + 1 - width - left)
     bottom = max(bottom, (tile.out_h - 1) * sh + (conv.kernel_size[0] - 1) * dh + 1 - height - top)
+    if _masks_columns(conv, tile, width):
+        # Masked taps reach this far past a row, into the rows around it.
+        reach = max(left, (conv.kernel_size[1] - 1) * dw - left)
+        guard = -(-reach // width)
+        padding = (top + guard, 0, bottom + guard, 0)
+        padded = _planar_pad(data, padding, conv.stride, 1, 1, width, False, binary)
+        return dataclasses.replace(padded, masked_width=width, guard_rows=guard)
     layout = _column_layout(conv, tile, left + width + right)
     # With binary activations the pad stores sign(x) in int8, so the responses are exact ints.
     return _planar_pad(data, (top, left, bottom, right), conv.stride, *layout, tile.rows == 1, binary)
 
 
-def build_te(conv, data_shape):
+def build_te(conv, data_shape, byte_unpack=False):
     """Define the kernel in TE.
 
     Parameters
@@ -415,6 +455,8 @@ def build_te(conv, data_shape):
     conv : SubBitConv
     data_shape : tuple of int
         The NCHW input shape.
+    byte_unpack : bool
+        Unpack the indices with AVX-512 VBMI (see :func:`_offset_stage`).
 
     Returns
     -------
@@ -437,7 +479,7 @@ def build_te(conv, data_shape):
     bias = te.placeholder(consts[3].shape, FLOAT_DTYPE, "bias") if conv.bias is not None else None
     padded = tiled_input(data, conv, tile, binary)
     group = unit_group(conv, tile.pixels)
-    offsets = _offset_stage(packed, conv, tile.pixels, group)
+    offsets = _offset_stage(packed, conv, tile.pixels, group, byte_unpack)
     seg = _segment_stage(padded, conv, tile, (tile.out_h, out_hw[1]), tile.row, resp_dtype)
     resp = _response_stage(seg, table, conv, tile, group)
     # A no-op on offsets (powers of two) that bounds the gather for the schedule.
@@ -474,7 +516,7 @@ def build_te(conv, data_shape):
     return [*inputs, out]
 
 
-def build_kernel(conv, data_shape, schedule=True, num_cores=2, vector_bytes=64):
+def build_kernel(conv, data_shape, schedule=True, num_cores=2, vector_bytes=64, byte_unpack=False):
     """Build the sub-bit conv kernel for ``conv`` on inputs of ``data_shape``.
 
     Parameters
@@ -488,6 +530,8 @@ def build_kernel(conv, data_shape, schedule=True, num_cores=2, vector_bytes=64):
         Cores the schedule spreads work over.
     vector_bytes : int
         The target's SIMD register width (64 AVX-512, 32 AVX2, 16 NEON).
+    byte_unpack : bool
+        Whether the target has AVX-512 VBMI (see :func:`_offset_stage`).
 
     Returns
     -------
@@ -497,7 +541,7 @@ def build_kernel(conv, data_shape, schedule=True, num_cores=2, vector_bytes=64):
 
     if not isinstance(conv, SubBitConv):
         raise TypeError(f"expected a SubBitConv, got {type(conv).__name__}")
-    args = build_te(conv, tuple(int(d) for d in data_shape))
+    args = build_te(conv, tuple(int(d) for d in data_shape), byte_unpack)
     func = te.create_prim_func(args, index_dtype_override=INDEX_DTYPE)
     if schedule:
         func = schedule_kernel(func, num_cores, vector_bytes)

@@ -12,7 +12,7 @@ from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
 
 from relay_passes.detect_subbit_conv import DetectSubBitConv
 from relay_passes.lower_subbit_conv import LowerSubBitConv
-from relay_passes.pipeline import build_pipeline, has_lane_permutes, target_vector_bytes
+from relay_passes.pipeline import build_pipeline, target_has_vbmi, target_vector_bytes
 from relay_passes.schedule_subbit_kernels import ScheduleSubBitKernels
 from schedules.reference import conv2d_reference
 from schedules.subbit import SubBitConv
@@ -109,7 +109,7 @@ def binary_block_module(weight, bias, residual, shape):
 
 @pytest.mark.parametrize(("target", "lane"), [("x86", True), ("llvm -mcpu=skylake-avx512", False)])
 def test_binary_4x4_block_takes_the_lane_kernel_where_the_target_has_vbmi(target, lane):
-    if lane and not has_lane_permutes(parse_target("x86")):
+    if lane and not target_has_vbmi(parse_target("x86")):
         pytest.skip("this CPU lacks AVX-512 VBMI")
     shape = (1, 256, 4, 4)
     rng = np.random.default_rng(5)
@@ -137,4 +137,4 @@ def test_binary_4x4_block_takes_the_lane_kernel_where_the_target_has_vbmi(target
     [("llvm -mcpu=icelake-server", True), ("llvm -mcpu=skylake-avx512", False), ("aarch64", False), ("pynq", False)],
 )
 def test_lane_kernels_need_avx512_vbmi(target, vbmi):
-    assert has_lane_permutes(parse_target(target)) == vbmi
+    assert target_has_vbmi(parse_target(target)) == vbmi

@@ -10,7 +10,13 @@ from test_schedules.subbit_strategies import make_conv, make_input
 
 from schedules.reference import accumulate_binary, conv2d_reference
 from schedules.subbit import KERNEL_1X1, KERNEL_3X3
-from schedules.subbit_tir import MAX_BAKED_TAU, RESP_BUDGET_BYTES, build_kernel, unit_group
+from schedules.subbit_tir import (
+    MAX_BAKED_TAU,
+    RESP_BUDGET_BYTES,
+    UNPACK_TAIL_BYTES,
+    build_kernel,
+    unit_group,
+)
 from tvm_snn.errors import FormatError
 
 TARGET = tvm.target.Target({"kind": "llvm"})
@@ -36,6 +42,9 @@ CASES = [
     (KERNEL_3X3, 4, 3, 5, (11, 11), {"padding": 2, "dilation": 2}),
     (KERNEL_3X3, 6, 17, 3, (5, 5), {}),
     (KERNEL_3X3, 7, 33, 20, (7, 7), {"padding": 1, "stride": 2}),
+    (KERNEL_3X3, 5, 12, 8, (8, 8), {"padding": 1}),  # stacked rows: one plane, row ends masked
+    (KERNEL_3X3, 2, 3, 6, (4, 4), {"padding": 2, "dilation": 2}),
+    (KERNEL_3X3, 4, 5, 4, (2, 2), {"padding": 2, "dilation": 2}),  # taps reach a whole row past
     (KERNEL_1X1, 5, 16, 12, (6, 6), {}),
     (KERNEL_1X1, 2, 24, 5, (7, 9), {"stride": 2}),
     (KERNEL_1X1, 7, 8, 3, (4, 4), {"padding": 1}),
@@ -59,7 +68,7 @@ def test_binary_accumulator_is_bit_exact(kernel, tau, cin, cout, hw, geometry):
     np.testing.assert_array_equal(run_kernel(unit_alpha, x), accumulate_binary(x, unit_alpha).astype(np.float32))
 
 
-@pytest.mark.parametrize(("kernel", "tau", "cin", "cout", "hw", "geometry"), CASES[:2] + CASES[7:8])
+@pytest.mark.parametrize(("kernel", "tau", "cin", "cout", "hw", "geometry"), CASES[:2] + CASES[7:8] + CASES[10:11])
 def test_binary_kernel_applies_the_sign_itself(kernel, tau, cin, cout, hw, geometry):
     """On raw floats (with exact zeros) the binary kernel computes conv(sign(x))."""
     conv = make_conv(kernel, tau, cin, cout, seed=tau, activation="binary", **geometry)
@@ -72,7 +81,7 @@ def test_kernel_stores_packed_indices_not_dense_weights():
     conv = make_conv(KERNEL_3X3, 5, 64, 64, seed=0, bias=False, padding=1)
     kernel = build_kernel(conv, (1, 64, 8, 8))
     packed, segments, alpha = kernel.constants
-    assert packed.dtype == np.uint8 and packed.size == 64 * 64 * 5 // 8 + 1
+    assert packed.dtype == np.uint8 and packed.size == 64 * 64 * 5 // 8 + UNPACK_TAIL_BYTES
     assert segments.shape == (32, 3) and alpha.shape == (64,)
     # The segment table is the codebook: bit e of [j, s] is element 3s+e < 0.
     bits = (segments[:, :, None] >> np.arange(3)) & 1
@@ -103,7 +112,7 @@ def test_codebook_is_compiled_in_up_to_max_baked_tau(tau):
 
 @pytest.mark.parametrize("activation", ["float", "binary"])
 @pytest.mark.parametrize(
-    ("kernel", "tau", "cin", "cout", "hw", "geometry"), [CASES[0], CASES[2], CASES[3], CASES[8]]
+    ("kernel", "tau", "cin", "cout", "hw", "geometry"), [CASES[0], CASES[2], CASES[3], CASES[7], CASES[11]]
 )
 def test_kernel_reads_only_its_input(kernel, tau, cin, cout, hw, geometry, activation):
     """With the input against unmapped pages, an out-of-bounds read would crash the test run."""
