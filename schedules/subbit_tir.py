@@ -214,7 +214,7 @@ def _offset_stage(packed, conv, pixels, group, byte_unpack=False):
     # int16 when the group's responses allow: half the bytes the gather streams.
     dtype = "int16" if group * codewords * pixels <= INT16_LIMIT + 1 else INT_DTYPE
     shape = (conv.out_channels, units)
-    if byte_unpack and units % unpack.LANES == 0 and tau <= unpack.MAX_TAU:
+    if byte_unpack and unpack.fits(units, tau):
         lanes = f"{dtype}x{unpack.LANES}"
 
         def finish(indices, _row, cols):

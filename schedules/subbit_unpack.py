@@ -23,9 +23,9 @@ VPERMB = "llvm.x86.avx512.permvar.qi.512"
 MULTISHIFT = "llvm.x86.avx512.pmultishift.qb.512"
 
 
-def fits(count, tau):
-    """Whether ``count`` indices of ``tau`` bits unpack in whole steps."""
-    return count % LANES == 0 and tau <= MAX_TAU
+def fits(cols, tau):
+    """Whether rows of ``cols`` indices of ``tau`` bits unpack in whole steps."""
+    return cols % LANES == 0 and tau <= MAX_TAU
 
 
 def byte_lanes(value):
@@ -68,7 +68,7 @@ def unpack_bytes(packed, shape, tau, num_cores=2, name=BLOCK_UNPACK, finish=None
     te.Tensor
     """
     rows, cols = shape
-    if cols % LANES or tau > MAX_TAU:
+    if not fits(cols, tau):
         raise ValueError(f"cannot unpack {rows}x{cols} indices of {tau} bits in steps of {LANES}")
     steps = rows * cols // LANES
     parallel = num_cores > 1 and steps * LANES >= MIN_PARALLEL_WORK
