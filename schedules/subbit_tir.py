@@ -262,9 +262,11 @@ class PaddedInput:
 
     tensor: te.Tensor
     row_major: bool
-    # With columns masked (see _masks_columns): the input width, and the zero
-    # guard rows above and below each channel.
-    masked_width: int = 0
+    # One plane of unshifted rows (see _shifted_taps): taps read it shifted,
+    # masked to columns [0, mask_width) when mask_width > 0; zero guard rows
+    # above and below each channel take the reads past the first and last row.
+    shifted_taps: bool = False
+    mask_width: int = 0
     guard_rows: int = 0
 
     def at(self, n, c, ry, k, y, x):
@@ -295,15 +297,22 @@ def _planar_pad(data, padding, stride, planes, step, width, row_major, binary):
     return PaddedInput(tensor, row_major)
 
 
-def _masks_columns(conv, tile, in_width):
-    """Whether stacked-row tiles read one plane of unshifted rows, masking the
-    taps that fall past a row's ends, instead of one shifted plane per column tap.
+def _shifted_taps(conv, tile, in_width):
+    """Whether stacked-row tiles read one plane of unshifted rows, instead of
+    one shifted plane per column tap (a third of the pad's writes).
 
-    That needs stride 1 and rows as wide as the input: a tap is then the
-    stacked rows' vector shifted by the tap's column offset, and it writes
-    a third of the planes.
+    That needs stride 1 and rows at least as wide as the input: a tap is the
+    stacked rows' vector shifted by the tap's column offset. A tap that
+    falls past a row's end reads the row's zero tail, or the next row's
+    head, which is masked (see :func:`_column_reach`).
     """
-    return tile.rows > 1 and conv.kernel_size[1] > 1 and conv.stride == (1, 1) and in_width == tile.row
+    return tile.rows > 1 and conv.kernel_size[1] > 1 and conv.stride == (1, 1) and in_width <= tile.row
+
+
+def _column_reach(conv):
+    """How far a column tap reaches before or after its output column."""
+    left, dw = conv.padding[1], conv.dilation[1]
+    return max(left, (conv.kernel_size[1] - 1) * dw - left)
 
 
 def _column_layout(conv, tile, padded_width):
@@ -331,10 +340,12 @@ def segment_value(padded, conv, tile, dtype):
     def tap(n, u, seg, e, oh, ow):
         if conv.kernel_size == KERNEL_1X1:
             return padded.at(n, u * conv.channels_per_unit + seg * seg_len + e, 0, 0, oh, ow)
-        if padded.masked_width:  # one unshifted plane: past a row's ends reads the next row, masked
+        if padded.shifted_taps:  # one unshifted plane, read shifted (and masked if the tail is short)
             col = ow + e * conv.dilation[1] - conv.padding[1]
             value = padded.at(n, u, 0, 0, oh + seg * dh + padded.guard_rows, col)
-            inside = tirx.all(col >= 0, col < padded.masked_width)
+            if not padded.mask_width:
+                return value
+            inside = tirx.all(col >= 0, col < padded.mask_width)
             return tirx.Select(inside, value, tirx.const(0, value.dtype))
         plane, col = _column_tap(conv, tile, e, ow)
         return padded.at(n, u, (seg * dh) % sh, plane, oh + (seg * dh) // sh, col)
@@ -435,13 +446,15 @@ def tiled_input(data, conv, tile, binary):
     # Padded rows and columns are read this far (outputs padded to whole tiles).
     right = max(right, (tile.row - 1) * sw + (conv.kernel_size[1] - 1) * dw + 1 - width - left)
     bottom = max(bottom, (tile.out_h - 1) * sh + (conv.kernel_size[0] - 1) * dh + 1 - height - top)
-    if _masks_columns(conv, tile, width):
-        # Masked taps reach this far past a row, into the rows around it.
-        reach = max(left, (conv.kernel_size[1] - 1) * dw - left)
-        guard = -(-reach // width)
+    if _shifted_taps(conv, tile, width):
+        reach = _column_reach(conv)
+        guard = -(-reach // tile.row)  # rows that a tap reaches past a row's ends
         padding = (top + guard, 0, bottom + guard, 0)
-        padded = _planar_pad(data, padding, conv.stride, 1, 1, width, False, binary)
-        return dataclasses.replace(padded, masked_width=width, guard_rows=guard)
+        padded = _planar_pad(data, padding, conv.stride, 1, 1, tile.row, False, binary)
+        # A zero tail at least as long as the reach needs no mask: the taps past
+        # a row's ends read zeros, at the end of their row or of the row before.
+        mask = width if tile.row - width < reach else 0
+        return dataclasses.replace(padded, shifted_taps=True, mask_width=mask, guard_rows=guard)
     layout = _column_layout(conv, tile, left + width + right)
     # With binary activations the pad stores sign(x) in int8, so the responses are exact ints.
     return _planar_pad(data, (top, left, bottom, right), conv.stride, *layout, tile.rows == 1, binary)
