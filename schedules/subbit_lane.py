@@ -41,6 +41,7 @@ from schedules.subbit_tir import (
     INT8_LIMIT,
     INT16_LIMIT,
     PACKED_DTYPE,
+    SEGMENTS_3X3,
     SubBitKernel,
     choose_tile,
     segment_table,
@@ -48,6 +49,7 @@ from schedules.subbit_tir import (
     tiled_input,
 )
 from schedules.subbit_unpack import TAIL_BYTES, VPERMB, byte_lanes, unpack_bytes
+from schedules.tir_build import index, loop, ramp, seq, unrolled
 from tvm_snn.errors import FormatError
 
 BLOCK_LANE_SEG = "snn_lane_seg"
@@ -55,9 +57,11 @@ BLOCK_LANE = "snn_lane"
 # Output channels per vector (int8 lanes) and bytes of a permute table.
 CHANNEL_LANES = 64
 TABLE_BYTES = 64
+# A 3x3 row has 3 signs; k/-k symmetry leaves the 4 patterns with the last one positive.
+ROWS, ROW_LENGTH = SEGMENTS_3X3
+ROW_PATTERNS = 1 << (ROW_LENGTH - 1)
 # Pixels per tile: 4 row patterns x 16 pixels fill one 64-byte segment table.
-TILE_PIXELS = 16
-ROW_PATTERNS = 4
+TILE_PIXELS = TABLE_BYTES // ROW_PATTERNS
 # 64 codewords fill one permute table.
 MAX_LANE_TAU = 6
 ACC_DTYPE = "int16"
@@ -118,7 +122,7 @@ def permute_table(conv):
     """
     codewords, per_table = 1 << conv.tau, pixels_per_table(conv.tau)
     patterns = segment_table(conv)  # [codewords, segments], bit e set: element e negative
-    last = ROW_PATTERNS  # the pattern bit of the last element of a row
+    last = 1 << (ROW_LENGTH - 1)  # the pattern bit of the last element of a row
     flip = (patterns & last) != 0
     rows = np.where(flip, patterns ^ (2 * last - 1), patterns) & (last - 1)
     perm = np.zeros((patterns.shape[1], TILE_PIXELS // per_table, TABLE_BYTES), np.int8)
@@ -163,27 +167,6 @@ def unit_parts(tiles, chunks, num_cores):
     return parts
 
 
-def _i(value):
-    return tirx.const(int(value), INDEX_DTYPE)
-
-
-def _ramp(base, lanes):
-    return tirx.Ramp(_i(0) + base, _i(1), lanes)
-
-
-def _seq(stmts):
-    return stmts[0] if len(stmts) == 1 else tirx.SeqStmt(stmts)
-
-
-def _loop(extent, body, name, kind=tirx.ForKind.SERIAL):
-    var = tirx.Var(name, INDEX_DTYPE)
-    return tirx.For(var, _i(0), _i(extent), kind, body(var))
-
-
-def _unrolled(extent, body):
-    return _seq([body(i) for i in range(extent)])
-
-
 def _gather_body(conv, shape, parts, num_cores):
     """The TIR of ``snn_lane``: builds ``acc`` from the segment tables, indices and permute table."""
     n_batch, tiles_h, tiles_w = shape
@@ -193,7 +176,7 @@ def _gather_body(conv, shape, parts, num_cores):
     chunk = chunk_units(conv)
     chunks = units // chunk // parts  # per part
     blocks = out_channels // CHANNEL_LANES
-    segments = ROW_PATTERNS - 1  # 3 rows of a 3x3 kernel
+    segments = ROWS
     items = n_batch * tiles_h * tiles_w * parts
     work = items * chunks * chunk * out_channels * TILE_PIXELS
     kind = tirx.ForKind.PARALLEL if num_cores > 1 and items > 1 and work >= MIN_PARALLEL_WORK else tirx.ForKind.SERIAL
@@ -202,10 +185,10 @@ def _gather_body(conv, shape, parts, num_cores):
     def build(seg, idx, perm, acc):
         def item_body(item):
             part = item % parts
-            tile = tirx.floordiv(item, _i(parts))
+            tile = tirx.floordiv(item, index(parts))
             n, th, tw = (
-                tirx.floordiv(tile, _i(tiles_h * tiles_w)),
-                tirx.floordiv(tile, _i(tiles_w)) % tiles_h,
+                tirx.floordiv(tile, index(tiles_h * tiles_w)),
+                tirx.floordiv(tile, index(tiles_w)) % tiles_h,
                 tile % tiles_w,
             )
             tables_buf = tirx.decl_buffer((chunk, tables, TABLE_BYTES), BYTE_DTYPE, "snn_tables")
@@ -213,12 +196,12 @@ def _gather_body(conv, shape, parts, num_cores):
             sums = tirx.decl_buffer((TILE_PIXELS, CHANNEL_LANES), BYTE_DTYPE, "snn_sums", scope="local")
 
             def zero_acc(t):
-                return _loop(
+                return loop(
                     blocks,
                     lambda b: tirx.BufferStore(
                         acc,
                         tirx.Broadcast(tirx.const(0, ACC_DTYPE), CHANNEL_LANES),
-                        [part, n, th, tw, _i(t), _ramp(b * CHANNEL_LANES, CHANNEL_LANES)],
+                        [part, n, th, tw, index(t), ramp(b * CHANNEL_LANES, CHANNEL_LANES)],
                     ),
                     "zb",
                 )
@@ -227,73 +210,73 @@ def _gather_body(conv, shape, parts, num_cores):
                 u = c * chunk + uc
                 stmts = []
                 for s in range(segments):
-                    table = tirx.BufferLoad(seg, [n, th, tw, u, _i(s), _ramp(0, TABLE_BYTES)])
-                    stmts.append(tirx.BufferStore(signed, table, [_i(s), _ramp(0, TABLE_BYTES)]))
+                    table = tirx.BufferLoad(seg, [n, th, tw, u, index(s), ramp(0, TABLE_BYTES)])
+                    stmts.append(tirx.BufferStore(signed, table, [index(s), ramp(0, TABLE_BYTES)]))
                     negated = byte_lanes(0) - table
-                    stmts.append(tirx.BufferStore(signed, negated, [_i(s), _ramp(TABLE_BYTES, TABLE_BYTES)]))
+                    stmts.append(tirx.BufferStore(signed, negated, [index(s), ramp(TABLE_BYTES, TABLE_BYTES)]))
                 for b in range(tables):
                     total = None
                     for s in range(segments):
                         term = tirx.call_llvm_pure_intrin(
                             byte_vec,
                             VPERMT2B,
-                            tirx.BufferLoad(signed, [_i(s), _ramp(0, TABLE_BYTES)]),
-                            tirx.BufferLoad(perm, [_i(s), _i(b), _ramp(0, TABLE_BYTES)]),
-                            tirx.BufferLoad(signed, [_i(s), _ramp(TABLE_BYTES, TABLE_BYTES)]),
+                            tirx.BufferLoad(signed, [index(s), ramp(0, TABLE_BYTES)]),
+                            tirx.BufferLoad(perm, [index(s), index(b), ramp(0, TABLE_BYTES)]),
+                            tirx.BufferLoad(signed, [index(s), ramp(TABLE_BYTES, TABLE_BYTES)]),
                         )
                         total = term if total is None else total + term
-                    stmts.append(tirx.BufferStore(tables_buf, total, [uc, _i(b), _ramp(0, TABLE_BYTES)]))
-                return _seq(stmts)
+                    stmts.append(tirx.BufferStore(tables_buf, total, [uc, index(b), ramp(0, TABLE_BYTES)]))
+                return seq(stmts)
 
             def block_sums(c, b):
                 channel = b * CHANNEL_LANES
 
                 def add_unit(uc):
-                    keys = tirx.BufferLoad(idx, [c * chunk + uc, _ramp(channel, CHANNEL_LANES)])
+                    keys = tirx.BufferLoad(idx, [c * chunk + uc, ramp(channel, CHANNEL_LANES)])
 
                     def add_pixel(t):
                         h, table = t % per_table, t // per_table
                         shifted = keys if h == 0 else keys + byte_lanes(h * codewords)
                         picked = tirx.call_llvm_pure_intrin(
-                            byte_vec, VPERMB, tirx.BufferLoad(tables_buf, [uc, _i(table), _ramp(0, TABLE_BYTES)]), shifted
+                            byte_vec, VPERMB, tirx.BufferLoad(tables_buf, [uc, index(table), ramp(0, TABLE_BYTES)]), shifted
                         )
-                        row = [_i(t), _ramp(0, CHANNEL_LANES)]
+                        row = [index(t), ramp(0, CHANNEL_LANES)]
                         return tirx.BufferStore(sums, tirx.BufferLoad(sums, row) + picked, row)
 
-                    return _unrolled(TILE_PIXELS, add_pixel)
+                    return unrolled(TILE_PIXELS, add_pixel)
 
                 def widen(t):
-                    at = [part, n, th, tw, _i(t), _ramp(channel, CHANNEL_LANES)]
-                    wide = tirx.Cast(acc_vec, tirx.BufferLoad(sums, [_i(t), _ramp(0, CHANNEL_LANES)]))
+                    at = [part, n, th, tw, index(t), ramp(channel, CHANNEL_LANES)]
+                    wide = tirx.Cast(acc_vec, tirx.BufferLoad(sums, [index(t), ramp(0, CHANNEL_LANES)]))
                     return tirx.BufferStore(acc, tirx.BufferLoad(acc, at) + wide, at)
 
-                clear = _unrolled(
+                clear = unrolled(
                     TILE_PIXELS,
                     lambda t: tirx.BufferStore(
-                        sums, byte_lanes(0), [_i(t), _ramp(0, CHANNEL_LANES)]
+                        sums, byte_lanes(0), [index(t), ramp(0, CHANNEL_LANES)]
                     ),
                 )
-                return _seq([clear, _loop(chunk, add_unit, "uc"), _unrolled(TILE_PIXELS, widen)])
+                return seq([clear, loop(chunk, add_unit, "uc"), unrolled(TILE_PIXELS, widen)])
 
             def chunk_body(c):
-                return _seq(
+                return seq(
                     [
-                        _loop(chunk, lambda uc: unit_tables(c, uc), "ut"),
-                        _loop(blocks, lambda b: block_sums(c, b), "b"),
+                        loop(chunk, lambda uc: unit_tables(c, uc), "ut"),
+                        loop(blocks, lambda b: block_sums(c, b), "b"),
                     ]
                 )
 
-            return _seq(
+            return seq(
                 [
                     tirx.AllocBuffer(tables_buf),
                     tirx.AllocBuffer(signed),
                     tirx.AllocBuffer(sums),
-                    _unrolled(TILE_PIXELS, zero_acc),
-                    _loop(chunks, lambda c: chunk_body(part * chunks + c), "c"),
+                    unrolled(TILE_PIXELS, zero_acc),
+                    loop(chunks, lambda c: chunk_body(part * chunks + c), "c"),
                 ]
             )
 
-        return _loop(items, item_body, "item", kind)
+        return loop(items, item_body, "item", kind)
 
     return build
 
@@ -338,7 +321,7 @@ def build_lane_te(conv, data_shape, num_cores=2):
         q, t = f // TILE_PIXELS, f % TILE_PIXELS
         return segment(n, u, s, q, th * tile.rows + t // tile.width, tw * tile.width + t % tile.width)
 
-    seg_shape = (n_batch, tiles_h, tiles_w, conv.num_units, ROW_PATTERNS - 1, TABLE_BYTES)
+    seg_shape = (n_batch, tiles_h, tiles_w, conv.num_units, ROWS, TABLE_BYTES)
     seg = te.compute(seg_shape, lane_segment, name=BLOCK_LANE_SEG)
     idx = unpack_bytes(packed, (conv.num_units, conv.out_channels), conv.tau, num_cores, name=BLOCK_IDX)
     parts = unit_parts(n_batch * tiles_h * tiles_w, conv.num_units // chunk_units(conv), num_cores)

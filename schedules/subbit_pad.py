@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 from tvm import te, tirx
 
+from schedules.tir_build import index, loop, seq
+
 BLOCK_PAD = "snn_pad"
-INDEX_DTYPE = "int64"
 # Elements per vector piece of a row (a zmm of int8, four of float32).
 PIECE_LANES = 64
 # Pads smaller than this run on one core: a parallel region costs a fork and a join.
@@ -66,21 +67,8 @@ class PadGeometry:
         return [n, c, ry, k, y, x]
 
 
-def _const(value):
-    return tirx.const(int(value), INDEX_DTYPE)
-
-
-def _seq(stmts):
-    return stmts[0] if len(stmts) == 1 else tirx.SeqStmt(stmts)
-
-
-def _loop(extent, kind, body, name):
-    var = tirx.Var(name, INDEX_DTYPE)
-    return tirx.For(var, _const(0), _const(extent), kind, body(var))
-
-
 def _vector(base, lanes, store):
-    return _loop(lanes, tirx.ForKind.VECTORIZED, lambda x: store(_const(base) + x), "xv")
+    return loop(lanes, lambda x: store(index(base) + x), "xv", tirx.ForKind.VECTORIZED)
 
 
 def _pieces(start, stop, store):
@@ -96,11 +84,10 @@ def _pieces(start, stop, store):
     full = length // PIECE_LANES
     if full:
         stmts.append(
-            _loop(
+            loop(
                 full,
-                tirx.ForKind.SERIAL,
-                lambda xo: _loop(
-                    PIECE_LANES, tirx.ForKind.VECTORIZED, lambda xi: store(_const(start) + xo * PIECE_LANES + xi), "xi"
+                lambda xo: loop(
+                    PIECE_LANES, lambda xi: store(index(start) + xo * PIECE_LANES + xi), "xi", tirx.ForKind.VECTORIZED
                 ),
                 "xo",
             )
@@ -157,32 +144,32 @@ def padded_input(data, geometry, value, dtype):
             iy = y * sh + ry - g.top
 
             def put(x):
-                return tirx.BufferStore(out, zero, g.index(n, c, ry, _const(k), y, x))
+                return tirx.BufferStore(out, zero, g.index(n, c, ry, index(k), y, x))
 
             def copy(x):
                 loaded = src[n, c, iy, x * sw + (k * g.step - g.left)]
-                return tirx.BufferStore(out, value(loaded), g.index(n, c, ry, _const(k), y, x))
+                return tirx.BufferStore(out, value(loaded), g.index(n, c, ry, index(k), y, x))
 
-            filled = _seq(_pieces(0, x_lo, put) + _pieces(x_lo, x_hi, copy) + _pieces(x_hi, g.width, put))
+            filled = seq(_pieces(0, x_lo, put) + _pieces(x_lo, x_hi, copy) + _pieces(x_hi, g.width, put))
             inside = tirx.all(iy >= 0, iy < height)
-            return tirx.IfThenElse(inside, filled, _seq(_pieces(0, g.width, put)))
+            return tirx.IfThenElse(inside, filled, seq(_pieces(0, g.width, put)))
 
         def planes(n, c, ry, y):
-            return _seq([row(n, c, ry, k, y) for k in range(g.planes)])
+            return seq([row(n, c, ry, k, y) for k in range(g.planes)])
 
         if g.row_major:  # [n, ry, y, c, k, x]: a core writes whole rows of all channels
 
             def by_row(t):
-                n, ry, y = tirx.floordiv(t, _const(sh * g.rows)), tirx.floordiv(t, _const(g.rows)) % sh, t % g.rows
-                return _loop(channels, tirx.ForKind.SERIAL, lambda c: planes(n, c, ry, y), "c")
+                n, ry, y = tirx.floordiv(t, index(sh * g.rows)), tirx.floordiv(t, index(g.rows)) % sh, t % g.rows
+                return loop(channels, lambda c: planes(n, c, ry, y), "c")
 
-            return _loop(n_batch * sh * g.rows, kind, by_row, "nyr")
+            return loop(n_batch * sh * g.rows, by_row, "nyr", kind)
 
         def by_channel(t):  # [n, c, ry, k, y, x]: a core writes whole channels
-            n, c = tirx.floordiv(t, _const(channels)), t % channels
-            phases = [_loop(g.rows, tirx.ForKind.SERIAL, lambda y, ry=ry: planes(n, c, _const(ry), y), "y") for ry in range(sh)]
-            return _seq(phases)
+            n, c = tirx.floordiv(t, index(channels)), t % channels
+            phases = [loop(g.rows, lambda y, ry=ry: planes(n, c, index(ry), y), "y") for ry in range(sh)]
+            return seq(phases)
 
-        return _loop(n_batch * channels, kind, by_channel, "nc")
+        return loop(n_batch * channels, by_channel, "nc", kind)
 
     return te.extern([shape], [data], lambda ins, outs: build(ins[0], outs[0]), name=BLOCK_PAD, dtype=[dtype])

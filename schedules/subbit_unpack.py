@@ -11,6 +11,7 @@ from tvm import te, tirx
 
 from schedules.subbit import BITS_PER_BYTE
 from schedules.subbit_pad import MIN_PARALLEL_WORK
+from schedules.tir_build import INDEX_DTYPE, index, ramp
 
 BLOCK_UNPACK = "snn_unpack"
 LANES = 64
@@ -18,7 +19,6 @@ TAIL_BYTES = 64
 # Indices up to 7 bits fit a signed byte.
 MAX_TAU = 7
 BYTE_DTYPE = "int8"
-INDEX_DTYPE = "int64"
 VPERMB = "llvm.x86.avx512.permvar.qi.512"
 MULTISHIFT = "llvm.x86.avx512.pmultishift.qb.512"
 
@@ -31,14 +31,6 @@ def fits(cols, tau):
 def byte_lanes(value):
     """``value`` in all 64 int8 lanes."""
     return tirx.Broadcast(tirx.const(value, BYTE_DTYPE), LANES)
-
-
-def _i(value):
-    return tirx.const(int(value), INDEX_DTYPE)
-
-
-def _ramp(base, lanes):
-    return tirx.Ramp(_i(0) + base, _i(1), lanes)
 
 
 def unpack_bytes(packed, shape, tau, num_cores=2, name=BLOCK_UNPACK, finish=None, dtype=BYTE_DTYPE):
@@ -81,13 +73,13 @@ def unpack_bytes(packed, shape, tau, num_cores=2, name=BLOCK_UNPACK, finish=None
         place = (lane >> byte_lanes(3)) * byte_lanes(tau) + field  # qword k: bytes k * tau ...
         shift = field * byte_lanes(tau)
         g = tirx.Var("step", INDEX_DTYPE)
-        raw = tirx.Cast(byte_vec, tirx.BufferLoad(src, [_ramp(g * (BITS_PER_BYTE * tau), LANES)]))
+        raw = tirx.Cast(byte_vec, tirx.BufferLoad(src, [ramp(g * (BITS_PER_BYTE * tau), LANES)]))
         placed = tirx.call_llvm_pure_intrin(byte_vec, VPERMB, raw, place)
         fields = tirx.call_llvm_pure_intrin(byte_vec, MULTISHIFT, shift, placed)
         first = g * LANES
-        row, col = tirx.floordiv(first, _i(cols)), _ramp(first % cols, LANES)
+        row, col = tirx.floordiv(first, index(cols)), ramp(first % cols, LANES)
         indices = fields & byte_lanes((1 << tau) - 1)
         value = indices if finish is None else finish(indices, row, col)
-        return tirx.For(g, _i(0), _i(steps), kind, tirx.BufferStore(out, value, [row, col]))
+        return tirx.For(g, index(0), index(steps), kind, tirx.BufferStore(out, value, [row, col]))
 
     return te.extern([shape], [packed], lambda ins, outs: build(ins[0], outs[0]), name=name, dtype=[dtype])
