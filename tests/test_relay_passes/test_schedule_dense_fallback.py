@@ -10,6 +10,8 @@ from relay_passes.detect_subbit_conv import DetectSubBitConv
 from relay_passes.lower_subbit_conv import LowerSubBitConv
 from relay_passes.schedule_dense_fallback import ScheduleDenseFallback
 from schedules.dense_cpu import schedule_dense
+from schedules.reference import conv2d_dense_reference
+from schedules.subbit_lane_schedule import is_lane_kernel
 from schedules.subbit_schedule import is_subbit_kernel
 
 SHAPE = (1, 64, 8, 8)
@@ -58,3 +60,46 @@ def test_scheduled_dense_conv_computes_the_same():
         executable = tvm.compile(lowered, target=TARGET)
         outputs.append(relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy())
     np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
+
+
+def stem_module(weight, bias, shape):
+    """``relu(conv2d(x, W) + bias)``: a dense stem conv with its epilogue fused."""
+    builder = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType(shape, "float32"))
+    with builder.function("main", [x]):
+        with builder.dataflow():
+            y = builder.emit(relax.op.nn.conv2d(x, relax.const(weight), padding=1))
+            y = builder.emit(relax.op.add(y, relax.const(bias.reshape(1, -1, 1, 1))))
+            out = builder.emit_output(relax.op.nn.relu(y))
+        builder.emit_func_output(out)
+    return builder.get()
+
+
+def test_conv_epilogue_runs_in_the_conv_parallel_loop():
+    """Bias and ReLU are merged and computed under the conv's one parallel loop; same result."""
+    rng = np.random.default_rng(3)
+    weight = rng.standard_normal((64, 3, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(64).astype(np.float32)
+    shape = (1, 3, 32, 32)
+    lowered = legalized(stem_module(weight, bias, shape))
+    (func,) = [f for f in prim_funcs(lowered).values() if "conv2d" in f.script()]
+    scheduled = schedule_dense(func).script()
+    assert scheduled.count("T.parallel") == 1 and "T_add" in scheduled
+    x = rng.standard_normal(shape).astype(np.float32)
+    executable = tvm.compile(ScheduleDenseFallback()(lowered), target=TARGET)
+    got = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
+    expected = np.maximum(conv2d_dense_reference(x, weight, bias, padding=1), 0)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_must_not_fire_on_lane_kernels():
+    shape = (1, 256, 4, 4)
+    mod = LowerSubBitConv(vbmi=True)(DetectSubBitConv()(conv_module(subbit_weight(256, 256, tau=5), shape, binary=True)))
+    with TARGET:
+        passes = cpu_pipeline.library_dispatch_passes(TARGET) + cpu_pipeline.legalize_passes(TARGET)
+        before = tvm.transform.Sequential(passes)(mod)
+    kernels = {name: f for name, f in prim_funcs(before).items() if is_lane_kernel(f)}
+    assert kernels
+    after = prim_funcs(ScheduleDenseFallback()(before))
+    for name, func in kernels.items():
+        tvm.ir.assert_structural_equal(after[name], func)
