@@ -10,12 +10,14 @@ tail: a step reads 64 bytes.
 from tvm import te, tirx
 
 from schedules.subbit import BITS_PER_BYTE
-from schedules.subbit_pad import MIN_PARALLEL_WORK
 from schedules.tir_build import INDEX_DTYPE, index, ramp
 
 BLOCK_UNPACK = "snn_unpack"
 LANES = 64
 TAIL_BYTES = 64
+# A step takes a few cycles: below this many indices a parallel region's fork
+# and join (about 2 us here) cost more than the unpacking.
+MIN_PARALLEL_INDICES = 1 << 14
 # Indices up to 7 bits fit a signed byte.
 MAX_TAU = 7
 BYTE_DTYPE = "int8"
@@ -63,7 +65,7 @@ def unpack_bytes(packed, shape, tau, num_cores=2, name=BLOCK_UNPACK, finish=None
     if not fits(cols, tau):
         raise ValueError(f"cannot unpack {rows}x{cols} indices of {tau} bits in steps of {LANES}")
     steps = rows * cols // LANES
-    parallel = num_cores > 1 and steps * LANES >= MIN_PARALLEL_WORK
+    parallel = num_cores > 1 and steps * LANES >= MIN_PARALLEL_INDICES
     kind = tirx.ForKind.PARALLEL if parallel else tirx.ForKind.SERIAL
     byte_vec = f"{BYTE_DTYPE}x{LANES}"
 
