@@ -18,6 +18,8 @@ A block the schedule cannot handle is left as it is.
 
 import tvm
 
+from schedules.subbit_schedule import has_block
+
 MAX_VECTOR_EXTENT = 64
 # Reductions this short are unrolled, so the accumulator vector stays in a
 # register instead of a load and a store per step (a 3-channel 3x3 stem conv: 27).
@@ -103,12 +105,12 @@ def schedule_dense(func):
     tvm.tirx.PrimFunc
     """
     sch = tvm.s_tir.Schedule(func)
-    root = sch.get_sblock("root") if _has_root(sch) else None
+    root = sch.get_sblock("root") if has_block(sch, "root") else None
     blocks = sch.get_child_blocks(root) if root is not None else []
     names = [sch.get(block).name_hint for block in blocks]
     done = set()
     for name in names:
-        if name in done or not _has_block(sch, name):
+        if name in done or not has_block(sch, name):
             continue  # merged into another block's loops
         block = sch.get_sblock(name)
         reduces = 2 in _iter_kinds(sch, block)
@@ -124,19 +126,3 @@ def schedule_dense(func):
             except tvm.s_tir.schedule.ScheduleError:
                 pass  # scheduled on its own
     return sch.mod["main"]
-
-
-def _has_block(sch, name):
-    try:
-        sch.get_sblock(name)
-    except tvm.s_tir.schedule.ScheduleError:
-        return False
-    return True
-
-
-def _has_root(sch):
-    try:
-        sch.get_sblock("root")
-    except tvm.s_tir.schedule.ScheduleError:
-        return False
-    return True

@@ -42,13 +42,15 @@ from schedules.subbit_tir import (
     INT16_LIMIT,
     PACKED_DTYPE,
     SEGMENTS_3X3,
+    UNPACK_TAIL_BYTES,
     SubBitKernel,
     choose_tile,
     segment_table,
     segment_value,
     tiled_input,
+    with_scales,
 )
-from schedules.subbit_unpack import TAIL_BYTES, VPERMB, byte_lanes, unpack_bytes
+from schedules.subbit_unpack import VPERMB, byte_lanes, unpack_bytes
 from schedules.tir_build import index, loop, ramp, seq, unrolled
 from tvm_snn.errors import FormatError
 
@@ -68,7 +70,7 @@ ACC_DTYPE = "int16"
 BYTE_DTYPE = "int8"
 VPERMT2B = "llvm.x86.avx512.vpermi2var.qi.512"
 # The packed stream's zero tail (see schedules.subbit_unpack).
-LANE_TAIL_BYTES = TAIL_BYTES
+LANE_TAIL_BYTES = UNPACK_TAIL_BYTES
 # Parallel items per core that even out without equal counts (see subbit_schedule).
 ITEMS_PER_CORE = 4
 # Below this many output channels the per-unit tables cost more than the
@@ -138,14 +140,7 @@ def lane_constants(conv):
     """The constants the lane kernel reads: indices packed unit-major (tau
     bits each), the permute table, alpha[, bias]."""
     packed = pack_indices(np.ascontiguousarray(conv.indices.T), conv.tau)
-    constants = [
-        np.concatenate([packed, np.zeros(LANE_TAIL_BYTES, np.uint8)]),
-        permute_table(conv),
-        np.ascontiguousarray(conv.alpha, dtype=np.float32),
-    ]
-    if conv.bias is not None:
-        constants.append(np.ascontiguousarray(conv.bias, dtype=np.float32))
-    return tuple(constants)
+    return with_scales(conv, packed, permute_table(conv))
 
 
 def chunk_units(conv):

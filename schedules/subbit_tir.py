@@ -105,11 +105,14 @@ def kernel_constants(conv):
     Packed indices (uint8), the codebook as segment sign patterns (int32
     ``[K, segments]``, see :func:`segment_table`), alpha[, bias].
     """
-    packed = conv.packed()
-    tail = np.zeros(UNPACK_TAIL_BYTES, np.uint8)
+    return with_scales(conv, conv.packed().index_bytes, segment_table(conv))
+
+
+def with_scales(conv, index_bytes, table):
+    """``(index_bytes + zero tail, table, alpha[, bias])``: a kernel's constants."""
     constants = [
-        np.concatenate([packed.index_bytes, tail]),
-        segment_table(conv),
+        np.concatenate([index_bytes, np.zeros(UNPACK_TAIL_BYTES, np.uint8)]),
+        table,
         np.ascontiguousarray(conv.alpha, dtype=np.float32),
     ]
     if conv.bias is not None:

@@ -39,3 +39,19 @@ def conv_module(weight, shape, binary=False, padding=1, stride=1, groups=1, weig
             out = builder.emit_output(conv)
         builder.emit_func_output(out)
     return builder.get()
+
+
+def conv_epilogue_module(weight, shape, bias, residual=None, binary=False):
+    """``relu(conv2d([sign](x), W) + bias [+ residual])``: a conv with a ResNet block's epilogue."""
+    builder = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType(shape, "float32"))
+    with builder.function("main", [x]):
+        with builder.dataflow():
+            data = relax.op.sign(x) if binary else x
+            y = builder.emit(relax.op.nn.conv2d(data, relax.const(weight), padding=1))
+            y = builder.emit(relax.op.add(y, relax.const(bias.reshape(1, -1, 1, 1))))
+            if residual is not None:
+                y = builder.emit(relax.op.add(y, relax.const(residual)))
+            out = builder.emit_output(relax.op.nn.relu(y))
+        builder.emit_func_output(out)
+    return builder.get()

@@ -2,7 +2,7 @@
 
 import numpy as np
 import tvm
-from relax_builders import conv_module, subbit_weight
+from relax_builders import conv_epilogue_module, conv_module, subbit_weight
 from tvm import relax
 from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
 
@@ -62,26 +62,13 @@ def test_scheduled_dense_conv_computes_the_same():
     np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
 
 
-def stem_module(weight, bias, shape):
-    """``relu(conv2d(x, W) + bias)``: a dense stem conv with its epilogue fused."""
-    builder = relax.BlockBuilder()
-    x = relax.Var("x", relax.TensorType(shape, "float32"))
-    with builder.function("main", [x]):
-        with builder.dataflow():
-            y = builder.emit(relax.op.nn.conv2d(x, relax.const(weight), padding=1))
-            y = builder.emit(relax.op.add(y, relax.const(bias.reshape(1, -1, 1, 1))))
-            out = builder.emit_output(relax.op.nn.relu(y))
-        builder.emit_func_output(out)
-    return builder.get()
-
-
 def test_conv_epilogue_runs_in_the_conv_parallel_loop():
     """Bias and ReLU are merged and computed under the conv's one parallel loop; same result."""
     rng = np.random.default_rng(3)
     weight = rng.standard_normal((64, 3, 3, 3)).astype(np.float32)
     bias = rng.standard_normal(64).astype(np.float32)
     shape = (1, 3, 32, 32)
-    lowered = legalized(stem_module(weight, bias, shape))
+    lowered = legalized(conv_epilogue_module(weight, shape, bias))
     (func,) = [f for f in prim_funcs(lowered).values() if "conv2d" in f.script()]
     scheduled = schedule_dense(func).script()
     assert scheduled.count("T.parallel") == 1 and "T_add" in scheduled

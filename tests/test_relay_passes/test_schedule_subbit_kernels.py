@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 import tvm
-from relax_builders import subbit_weight
+from relax_builders import conv_epilogue_module, subbit_weight
 from test_schedules.test_subbit_schedule import masked_offset_loads
 from tvm import relax
 from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
@@ -27,16 +27,7 @@ ATOL = 1e-4
 
 def block_module(weight, bias, residual):
     """``relu(conv2d(x, W) + bias + residual)``: the epilogue of a ResNet block."""
-    builder = relax.BlockBuilder()
-    x = relax.Var("x", relax.TensorType(SHAPE, "float32"))
-    with builder.function("main", [x]):
-        with builder.dataflow():
-            y = builder.emit(relax.op.nn.conv2d(x, relax.const(weight), padding=1))
-            y = builder.emit(relax.op.add(y, relax.const(bias.reshape(1, -1, 1, 1))))
-            y = builder.emit(relax.op.add(y, relax.const(residual)))
-            out = builder.emit_output(relax.op.nn.relu(y))
-        builder.emit_func_output(out)
-    return builder.get()
+    return conv_epilogue_module(weight, SHAPE, bias, residual)
 
 
 def fused(mod):
@@ -93,20 +84,6 @@ def test_register_blocking_follows_the_target_vector_width(target, width):
     assert target_vector_bytes(parse_target(target)) == width
 
 
-def binary_block_module(weight, bias, residual, shape):
-    """``relu(conv2d(sign(x), W) + bias + residual)``: a binary ResNet block's conv."""
-    builder = relax.BlockBuilder()
-    x = relax.Var("x", relax.TensorType(shape, "float32"))
-    with builder.function("main", [x]):
-        with builder.dataflow():
-            y = builder.emit(relax.op.nn.conv2d(relax.op.sign(x), relax.const(weight), padding=1))
-            y = builder.emit(relax.op.add(y, relax.const(bias.reshape(1, -1, 1, 1))))
-            y = builder.emit(relax.op.add(y, relax.const(residual)))
-            out = builder.emit_output(relax.op.nn.relu(y))
-        builder.emit_func_output(out)
-    return builder.get()
-
-
 @pytest.mark.parametrize(("target", "lane"), [("x86", True), ("llvm -mcpu=skylake-avx512", False)])
 def test_binary_4x4_block_takes_the_lane_kernel_where_the_target_has_vbmi(target, lane):
     if lane and not target_has_vbmi(parse_target("x86")):
@@ -116,7 +93,7 @@ def test_binary_4x4_block_takes_the_lane_kernel_where_the_target_has_vbmi(target
     weight = subbit_weight(256, 256, tau=5, seed=6)
     bias = rng.standard_normal(256).astype(np.float32)
     residual = rng.standard_normal(shape).astype(np.float32)
-    mod = binary_block_module(weight, bias, residual, shape)
+    mod = conv_epilogue_module(weight, shape, bias, residual, binary=True)
     target = tvm.target.Target(parse_target(target))
     lowered = build_pipeline(target, [])(mod)
     # Block names are gone once lowered; the buffers keep the stage names.
