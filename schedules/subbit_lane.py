@@ -40,11 +40,12 @@ from schedules.subbit_tir import (
     INDEX_DTYPE,
     INT8_LIMIT,
     INT16_LIMIT,
-    PACKED_DTYPE,
     SEGMENTS_3X3,
     UNPACK_TAIL_BYTES,
     SubBitKernel,
+    checked_output_hw,
     choose_tile,
+    kernel_placeholders,
     segment_table,
     segment_value,
     tiled_input,
@@ -293,20 +294,13 @@ def build_lane_te(conv, data_shape, num_cores=2):
     list of te.Tensor
         Placeholders (data, packed, perm, alpha[, bias]) then the output.
     """
-    n_batch, channels, height, width = data_shape
-    if channels != conv.in_channels:
-        raise FormatError(f"input has {channels} channels, the conv takes {conv.in_channels}")
-    out_hw = conv.output_hw(height, width)
+    n_batch = data_shape[0]
+    out_hw = checked_output_hw(conv, data_shape)
     reason = lane_kernel_fits(conv, out_hw)
     if reason is not None:
         raise FormatError(f"the lane kernel does not apply: {reason}")
     tile = lane_tile(out_hw)
-    consts = lane_constants(conv)
-    data = te.placeholder(data_shape, FLOAT_DTYPE, "data")
-    packed = te.placeholder(consts[0].shape, PACKED_DTYPE, "packed")
-    perm = te.placeholder(consts[1].shape, BYTE_DTYPE, "perm")
-    alpha = te.placeholder(consts[2].shape, FLOAT_DTYPE, "alpha")
-    bias = te.placeholder(consts[3].shape, FLOAT_DTYPE, "bias") if conv.bias is not None else None
+    data, packed, perm, alpha, bias = kernel_placeholders(conv, data_shape, lane_constants(conv), "perm")
 
     padded = tiled_input(data, conv, tile, binary=True)
     segment = segment_value(padded, conv, tile, BYTE_DTYPE)

@@ -463,6 +463,25 @@ def tiled_input(data, conv, tile, binary):
     return _planar_pad(data, (top, left, bottom, right), conv.stride, *layout, tile.rows == 1, binary)
 
 
+def checked_output_hw(conv, data_shape):
+    """The output size of ``conv`` on an NCHW input of ``data_shape``, whose channels it checks."""
+    channels, height, width = data_shape[1:]
+    if channels != conv.in_channels:
+        raise FormatError(f"input has {channels} channels, the conv takes {conv.in_channels}")
+    return conv.output_hw(height, width)
+
+
+def kernel_placeholders(conv, data_shape, constants, table_name):
+    """Placeholders ``(data, packed, table, alpha, bias)`` for a kernel taking ``constants``
+    (see :func:`with_scales`); ``bias`` is None for a conv without one."""
+    data = te.placeholder(data_shape, FLOAT_DTYPE, "data")
+    packed = te.placeholder(constants[0].shape, PACKED_DTYPE, "packed")
+    table = te.placeholder(constants[1].shape, str(constants[1].dtype), table_name)
+    alpha = te.placeholder(constants[2].shape, FLOAT_DTYPE, "alpha")
+    bias = te.placeholder(constants[3].shape, FLOAT_DTYPE, "bias") if conv.bias is not None else None
+    return data, packed, table, alpha, bias
+
+
 def build_te(conv, data_shape, byte_unpack=False):
     """Define the kernel in TE.
 
@@ -479,20 +498,13 @@ def build_te(conv, data_shape, byte_unpack=False):
     list of te.Tensor
         Placeholders (data, packed, alpha[, bias]) then the output.
     """
-    n_batch, channels, height, width = data_shape
-    if channels != conv.in_channels:
-        raise FormatError(f"input has {channels} channels, the conv takes {conv.in_channels}")
-    out_hw = conv.output_hw(height, width)
+    n_batch = data_shape[0]
+    out_hw = checked_output_hw(conv, data_shape)
     binary = conv.activation == "binary"
     tile = choose_tile(out_hw, binary)
     resp_dtype = RESP_DTYPE_BINARY if binary else FLOAT_DTYPE
     acc_dtype = accumulator_dtype(conv)
-    consts = kernel_constants(conv)
-    data = te.placeholder(data_shape, FLOAT_DTYPE, "data")
-    packed = te.placeholder(consts[0].shape, PACKED_DTYPE, "packed")
-    table = te.placeholder(consts[1].shape, INT_DTYPE, "segments")
-    alpha = te.placeholder(consts[2].shape, FLOAT_DTYPE, "alpha")
-    bias = te.placeholder(consts[3].shape, FLOAT_DTYPE, "bias") if conv.bias is not None else None
+    data, packed, table, alpha, bias = kernel_placeholders(conv, data_shape, kernel_constants(conv), "segments")
     padded = tiled_input(data, conv, tile, binary)
     group = unit_group(conv, tile.pixels)
     offsets = _offset_stage(packed, conv, tile.pixels, group, byte_unpack)
