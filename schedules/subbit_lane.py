@@ -172,7 +172,6 @@ def _gather_body(conv, shape, parts, num_cores):
     chunk = chunk_units(conv)
     chunks = units // chunk // parts  # per part
     blocks = out_channels // CHANNEL_LANES
-    segments = ROWS
     items = n_batch * tiles_h * tiles_w * parts
     work = items * chunks * chunk * out_channels * TILE_PIXELS
     kind = tirx.ForKind.PARALLEL if num_cores > 1 and items > 1 and work >= MIN_PARALLEL_WORK else tirx.ForKind.SERIAL
@@ -188,7 +187,7 @@ def _gather_body(conv, shape, parts, num_cores):
                 tile % tiles_w,
             )
             tables_buf = tirx.decl_buffer((chunk, tables, TABLE_BYTES), BYTE_DTYPE, "snn_tables")
-            signed = tirx.decl_buffer((segments, 2 * TABLE_BYTES), BYTE_DTYPE, "snn_signed", scope="local")
+            signed = tirx.decl_buffer((ROWS, 2 * TABLE_BYTES), BYTE_DTYPE, "snn_signed", scope="local")
             sums = tirx.decl_buffer((TILE_PIXELS, CHANNEL_LANES), BYTE_DTYPE, "snn_sums", scope="local")
 
             def zero_acc(t):
@@ -205,14 +204,14 @@ def _gather_body(conv, shape, parts, num_cores):
             def unit_tables(c, uc):
                 u = c * chunk + uc
                 stmts = []
-                for s in range(segments):
+                for s in range(ROWS):
                     table = tirx.BufferLoad(seg, [n, th, tw, u, index(s), ramp(0, TABLE_BYTES)])
                     stmts.append(tirx.BufferStore(signed, table, [index(s), ramp(0, TABLE_BYTES)]))
                     negated = byte_lanes(0) - table
                     stmts.append(tirx.BufferStore(signed, negated, [index(s), ramp(TABLE_BYTES, TABLE_BYTES)]))
                 for b in range(tables):
                     total = None
-                    for s in range(segments):
+                    for s in range(ROWS):
                         term = tirx.call_llvm_pure_intrin(
                             byte_vec,
                             VPERMT2B,
@@ -247,10 +246,7 @@ def _gather_body(conv, shape, parts, num_cores):
                     return tirx.BufferStore(acc, tirx.BufferLoad(acc, at) + wide, at)
 
                 clear = unrolled(
-                    TILE_PIXELS,
-                    lambda t: tirx.BufferStore(
-                        sums, byte_lanes(0), [index(t), ramp(0, CHANNEL_LANES)]
-                    ),
+                    TILE_PIXELS, lambda t: tirx.BufferStore(sums, byte_lanes(0), [index(t), ramp(0, CHANNEL_LANES)])
                 )
                 return seq([clear, loop(chunk, add_unit, "uc"), unrolled(TILE_PIXELS, widen)])
 
@@ -287,7 +283,7 @@ def build_lane_te(conv, data_shape, num_cores=2):
     data_shape : tuple of int
         The NCHW input shape.
     num_cores : int
-        Cores to spread the tiles (and, with few tiles, channel blocks) over.
+        Cores to spread the tiles (and, with few tiles, unit chunks) over.
 
     Returns
     -------
