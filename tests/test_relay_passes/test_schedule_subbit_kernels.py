@@ -19,6 +19,8 @@ from schedules.subbit import SubBitConv
 from schedules.subbit_schedule import is_subbit_kernel, schedule_kernel
 from tvm_snn.target import parse_target
 
+from common import needs_vbmi
+
 SHAPE = (1, 64, 8, 8)
 TARGET = tvm.target.Target({"kind": "llvm"})
 RTOL = 1e-5
@@ -84,10 +86,10 @@ def test_register_blocking_follows_the_target_vector_width(target, width):
     assert target_vector_bytes(parse_target(target)) == width
 
 
-@pytest.mark.parametrize(("target", "lane"), [("x86", True), ("llvm -mcpu=skylake-avx512", False)])
+@pytest.mark.parametrize(
+    ("target", "lane"), [pytest.param("x86", True, marks=needs_vbmi), ("llvm -mcpu=skylake-avx512", False)]
+)
 def test_binary_4x4_block_takes_the_lane_kernel_where_the_target_has_vbmi(target, lane):
-    if lane and not target_has_vbmi(parse_target("x86")):
-        pytest.skip("this CPU lacks AVX-512 VBMI")
     shape = (1, 256, 4, 4)
     rng = np.random.default_rng(5)
     weight = subbit_weight(256, 256, tau=5, seed=6)

@@ -23,8 +23,8 @@ from schedules.subbit_schedule import is_subbit_kernel
 from tvm_snn.errors import FormatError
 from tvm_snn.target import parse_target
 
-HOST_HAS_VBMI = "avx512vbmi" in open("/proc/cpuinfo").read()
-needs_vbmi = pytest.mark.skipif(not HOST_HAS_VBMI, reason="the lane kernel runs on AVX-512 VBMI; this CPU lacks it")
+from common import needs_vbmi
+
 TARGET = tvm.target.Target(parse_target("x86"))
 KERNEL_RTOL = 1e-5
 KERNEL_ATOL = 1e-4

@@ -10,8 +10,9 @@ from schedules.subbit import pack_indices
 from schedules.subbit_unpack import LANES, MAX_TAU, TAIL_BYTES, fits, unpack_bytes
 from tvm_snn.target import parse_target
 
-HOST_HAS_VBMI = "avx512vbmi" in open("/proc/cpuinfo").read()
-pytestmark = pytest.mark.skipif(not HOST_HAS_VBMI, reason="needs AVX-512 VBMI")
+from common import needs_vbmi
+
+pytestmark = needs_vbmi
 TARGET = tvm.target.Target(parse_target("x86"))
 
 
