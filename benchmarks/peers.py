@@ -18,7 +18,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 import tvm_snn
-from relay_passes.subbit_analysis import LoweringPolicy
+from tvm_snn import LoweringPolicy
 
 THREADS = 2
 OPSET = 17

@@ -22,7 +22,8 @@ offload target) replaces it.
 import tvm
 from tvm import relax
 
-from relay_passes.subbit_analysis import CONV_OP, LoweringPolicy, analyze_conv
+from relay_passes.policy import LoweringPolicy
+from relay_passes.subbit_analysis import CONV_OP, analyze_conv
 
 COMPOSITE_NAME = "tvm_snn.subbit_conv2d"
 COMPOSITE_FUNC_NAME = "tvm_snn_subbit_conv2d"

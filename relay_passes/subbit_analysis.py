@@ -16,25 +16,17 @@ from relay_passes.report import LayerReport
 from schedules.subbit import (
     KERNEL_1X1,
     KERNEL_3X3,
-    MAX_TAU_1X1,
-    MAX_TAU_3X3,
-    MIN_TAU,
     UNIT_1X1,
     UNIT_3X3,
     SubBitConv,
 )
 from schedules.subbit_tir import kernel_constants
-from tvm_snn.errors import ConfigError, FormatError
+from tvm_snn.errors import FormatError
 
 CONV_OP = "relax.nn.conv2d"
 SIGN_OP = "relax.sign"
 FLOAT_BITS = 32
 FLOAT_BYTES = 4
-# Largest tau we lower: 9 bits (3x3) or 8 bits (1x1) is the full set, i.e. a BNN.
-DEFAULT_MAX_TAU_3X3 = 8
-DEFAULT_MAX_TAU_1X1 = 7
-# Lower when the SNN op count is at most this fraction of the dense conv's.
-DEFAULT_PROFIT_RATIO = 1.0
 # At most this fraction of distinct magnitudes marks a structured (not float) tensor.
 REPEATED_MAGNITUDE_FRACTION = 0.5
 
@@ -45,32 +37,6 @@ REASON_SCALE = "scale not per-channel: +-1 weights under a per-unit or per-eleme
 REASON_PATTERNS = "too many patterns"
 REASON_UNPROFITABLE = "unprofitable"
 REASON_DISABLED = "SNN lowering disabled by the policy"
-
-
-@dataclass(frozen=True)
-class LoweringPolicy:
-    """What the detector may lower.
-
-    Attributes
-    ----------
-    max_tau_3x3, max_tau_1x1 : int
-        Caps on tau; a conv that needs more bits stays dense.
-    profit_ratio : float
-        Lower when ``snn_ops <= profit_ratio * dense_ops``.
-    """
-
-    max_tau_3x3: int = DEFAULT_MAX_TAU_3X3
-    max_tau_1x1: int = DEFAULT_MAX_TAU_1X1
-    profit_ratio: float = DEFAULT_PROFIT_RATIO
-    enabled: bool = True
-
-    def __post_init__(self):
-        for field, top in (("max_tau_3x3", MAX_TAU_3X3), ("max_tau_1x1", MAX_TAU_1X1)):
-            value = getattr(self, field)
-            if not isinstance(value, int) or not MIN_TAU <= value <= top:
-                raise ConfigError(f"LoweringPolicy.{field} must be an integer in [{MIN_TAU}, {top}], got {value!r}")
-        if not isinstance(self.profit_ratio, (int, float)) or not self.profit_ratio > 0:
-            raise ConfigError(f"LoweringPolicy.profit_ratio must be a positive number, got {self.profit_ratio!r}")
 
 
 @dataclass

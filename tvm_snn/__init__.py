@@ -17,6 +17,7 @@ _LAZY = {
     "load": ("tvm_snn.compiled", "load"),
     "CompiledModel": ("tvm_snn.compiled", "CompiledModel"),
     "parse_target": ("tvm_snn.target", "parse_target"),
+    "LoweringPolicy": ("relay_passes.policy", "LoweringPolicy"),
     "errors": ("tvm_snn.errors", None),
 }
 

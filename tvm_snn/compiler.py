@@ -6,7 +6,7 @@ import tvm
 
 from relay_passes.frontend_metadata import cross_check, read_entries
 from relay_passes.pipeline import build_pipeline
-from relay_passes.subbit_analysis import LoweringPolicy
+from relay_passes.policy import LoweringPolicy
 from tvm_snn.compiled import CompiledModel
 from tvm_snn.errors import CompileError, ConfigError
 from tvm_snn.importers import input_specs, load_onnx, onnx_metadata, to_relax

@@ -55,7 +55,7 @@ def _compile_and_check(path, x, target, label, binary=False):
     dense path on the same model.
     """
     import tvm_snn
-    from relay_passes.subbit_analysis import LoweringPolicy
+    from relay_passes.policy import LoweringPolicy
 
     cm = tvm_snn.compile(str(path), target=target)
     ort_run = _ort_session(path)

@@ -15,7 +15,7 @@ from relay_passes.detect_subbit_conv import (
     COMPOSITE_NAME,
     DetectSubBitConv,
 )
-from relay_passes.subbit_analysis import LoweringPolicy
+from relay_passes.policy import LoweringPolicy
 from tvm_snn.errors import ConfigError
 
 SHAPE = (1, 64, 8, 8)
