@@ -1,14 +1,51 @@
-"""Shared test constants: the explicit float tolerances of the suite, and the host's features."""
+"""Shared test constants: the explicit float tolerances of the suite, and the host's features.
+
+Every ``rtol``/``atol`` the tests pass is named here, with what it covers. Integer and
+popcount paths (binary activations, packing, index unpacking, the XNOR kernel) have no
+tolerance: they are compared bit for bit with ``np.testing.assert_array_equal``.
+"""
 
 import pytest
 
-# fp32 compiled model vs ONNX Runtime / PyTorch on small CNNs.
+# A compiled kernel with float activations (sub-bit gather, lane kernel, the dense
+# fallback's conv) vs the NumPy reference: the kernel sums responses and segments in
+# another order than the reference's dense conv.
+KERNEL_RTOL = 1e-5
+KERNEL_ATOL = 1e-4
+
+# The same legalized TIR compiled with and without ScheduleDenseFallback: the schedule
+# only reorders (and unrolls/vectorizes) the reduction.
+SCHEDULED_RTOL = 1e-5
+SCHEDULED_ATOL = 1e-5
+
+# fp32 compiled model vs ONNX Runtime / PyTorch on small CNNs (end-to-end comparisons,
+# also the training frontend's ONNX export vs the PyTorch model).
 FLOAT_RTOL = 1e-4
 FLOAT_ATOL = 1e-4
 
 # fp32 reference forward vs a dense float conv (different summation order).
 REF_RTOL = 1e-5
 REF_ATOL = 1e-4
+
+# A dense weight rebuilt from its sub-bit form (codebook row times alpha) vs the weight:
+# one float32 rounding of alpha.
+ROUNDTRIP_RTOL = 1e-6
+
+# A float32 statistic whose exact value is known (a nearest-codeword distance vs the
+# row minimum, the mean of a centred weight): absolute, about 100 float32 ulps of 1.
+STATISTIC_ATOL = 1e-5
+
+# A normalized data set's mean (about 0) and standard deviation (about 1), computed in
+# float32 over the whole split.
+NORMALIZED_MEAN_ATOL = 1e-4
+NORMALIZED_STD_ATOL = 1e-3
+
+# A learning-rate schedule's value in double precision (``cos(pi)`` is not exactly -1).
+LR_ATOL = 1e-12
+
+# The BitOPs reconstruction vs the README of yikaiw/SNN, in G: one unit of the last
+# printed digit.
+BITOPS_G_ATOL = 1e-3
 
 # Hypothesis budget of the training-frontend tests (tests/test_train), kept small
 # so the suite runs in about a minute on two cores.
