@@ -17,10 +17,10 @@ from schedules.reference import conv2d_reference
 from schedules.subbit import SubBitConv
 from schedules.subbit_tir import build_kernel
 
+from common import KERNEL_ATOL, KERNEL_RTOL
+
 SHAPE = (1, 64, 8, 8)
 TARGET = tvm.target.Target({"kind": "llvm"})
-KERNEL_RTOL = 1e-5
-KERNEL_ATOL = 1e-4
 
 
 def expected_module(conv):

@@ -14,6 +14,8 @@ from schedules.reference import conv2d_dense_reference
 from schedules.subbit_lane_schedule import is_lane_kernel
 from schedules.subbit_schedule import is_subbit_kernel
 
+from common import KERNEL_ATOL, KERNEL_RTOL, SCHEDULED_ATOL, SCHEDULED_RTOL
+
 SHAPE = (1, 64, 8, 8)
 TARGET = tvm.target.Target({"kind": "llvm"})
 
@@ -59,7 +61,7 @@ def test_scheduled_dense_conv_computes_the_same():
             lowered = ScheduleDenseFallback()(lowered)
         executable = tvm.compile(lowered, target=TARGET)
         outputs.append(relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy())
-    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=SCHEDULED_RTOL, atol=SCHEDULED_ATOL)
 
 
 def test_conv_epilogue_runs_in_the_conv_parallel_loop():
@@ -76,7 +78,7 @@ def test_conv_epilogue_runs_in_the_conv_parallel_loop():
     executable = tvm.compile(ScheduleDenseFallback()(lowered), target=TARGET)
     got = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
     expected = np.maximum(conv2d_dense_reference(x, weight, bias, padding=1), 0)
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(got, expected, rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
 
 
 def test_must_not_fire_on_lane_kernels():

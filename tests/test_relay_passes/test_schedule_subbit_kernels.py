@@ -19,12 +19,10 @@ from schedules.subbit import SubBitConv
 from schedules.subbit_schedule import is_subbit_kernel, schedule_kernel
 from tvm_snn.target import parse_target
 
-from common import needs_vbmi
+from common import KERNEL_ATOL, KERNEL_RTOL, needs_vbmi
 
 SHAPE = (1, 64, 8, 8)
 TARGET = tvm.target.Target({"kind": "llvm"})
-RTOL = 1e-5
-ATOL = 1e-4
 
 
 def block_module(weight, bias, residual):
@@ -75,7 +73,7 @@ def test_fused_block_matches_reference():
     got = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
     conv = SubBitConv.from_dense(weight, bias=bias, padding=1)
     expected = np.maximum(conv2d_reference(x, conv) + residual, 0)
-    np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(got, expected, rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
 
 
 @pytest.mark.parametrize(
@@ -108,7 +106,7 @@ def test_binary_4x4_block_takes_the_lane_kernel_where_the_target_has_vbmi(target
     got = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
     conv = dataclasses.replace(SubBitConv.from_dense(weight, bias=bias, padding=1), activation="binary")
     expected = np.maximum(conv2d_reference(x, conv) + residual, 0)
-    np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(got, expected, rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
 
 
 @pytest.mark.parametrize(

@@ -23,11 +23,9 @@ from schedules.subbit_schedule import is_subbit_kernel
 from tvm_snn.errors import FormatError
 from tvm_snn.target import parse_target
 
-from common import needs_vbmi
+from common import KERNEL_ATOL, KERNEL_RTOL, needs_vbmi
 
 TARGET = tvm.target.Target(parse_target("x86"))
-KERNEL_RTOL = 1e-5
-KERNEL_ATOL = 1e-4
 
 CASES = [
     # tau, C, O, N, HxW, geometry

@@ -19,10 +19,9 @@ from schedules.subbit_tir import (
 )
 from tvm_snn.errors import FormatError
 
+from common import KERNEL_ATOL, KERNEL_RTOL
+
 TARGET = tvm.target.Target({"kind": "llvm"})
-# fp32 kernel vs the float64 reference: one rounding of a sum of up to C*9 terms.
-KERNEL_RTOL = 1e-5
-KERNEL_ATOL = 1e-4
 
 
 def run_kernel(conv, x):

@@ -21,6 +21,8 @@ from tvm_snn.train.data import (
     augment_batch,
 )
 
+from common import NORMALIZED_MEAN_ATOL, NORMALIZED_STD_ATOL
+
 DIGITS_TOTAL = 1797
 CIFAR_PIXELS = 3 * 32 * 32
 PER_BATCH = 2
@@ -65,7 +67,7 @@ def test_digits_ship_with_the_package_and_split_80_20():
     assert len(data.test) == round(DIGITS_TOTAL * 0.2)
     images, labels = data.train.take(torch.arange(len(data.train)))
     assert images.shape == (len(data.train), 1, 8, 8)
-    assert abs(float(images.mean())) < 1e-4 and abs(float(images.std()) - 1) < 1e-3
+    assert abs(float(images.mean())) < NORMALIZED_MEAN_ATOL and abs(float(images.std()) - 1) < NORMALIZED_STD_ATOL
     assert set(labels.tolist()) == set(range(10))
     first, _ = load_dataset("digits").test.take(torch.arange(5))
     assert torch.equal(first, data.test.take(torch.arange(5))[0])

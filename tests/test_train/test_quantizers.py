@@ -19,7 +19,7 @@ from tvm_snn.train.quantizers import (
 )
 from tvm_snn.train.subset import UNIT_3X3, kernel_codes
 
-from common import TRAIN_MAX_EXAMPLES
+from common import STATISTIC_ATOL, TRAIN_MAX_EXAMPLES
 
 # Keep sampled inputs away from the clip boundary, where the derivative jumps.
 BOUNDARY_MARGIN = 1e-3
@@ -114,7 +114,7 @@ def test_irnet_balance_and_standardize_center_and_scale_each_channel():
     torch.manual_seed(0)  # fixed weights: float32 cancellation of the +5 offset is near atol
     layer = SNNConv2d(8, 4, 3, ir_net_balance=True, ir_net_standardize=True)
     processed = layer.weight_quantizer.preprocess(layer.weight.detach() + 5.0)
-    torch.testing.assert_close(processed.mean(dim=(1, 2, 3)), torch.zeros(4), rtol=0, atol=1e-5)
+    torch.testing.assert_close(processed.mean(dim=(1, 2, 3)), torch.zeros(4), rtol=0, atol=STATISTIC_ATOL)
     torch.testing.assert_close(processed.std(dim=(1, 2, 3)), torch.ones(4))
 
 

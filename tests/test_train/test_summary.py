@@ -8,15 +8,16 @@ from tvm_snn.train import SNNConfig, SNNConv2d, convert, prepare, summary
 from tvm_snn.train.models import resnet18
 from tvm_snn.train.summary import FLOAT_BITS
 
+from common import BITOPS_G_ATOL
+
 IMAGENET_INPUT = (1, 3, 224, 224)
 BINARY_3X3_CONVS = 16
 
 # The README of yikaiw/SNN prints #Params in Mbit and Bit-OPs in G, rounded.
 # Params match to every printed digit. The Bit-OPs reconstruction (min of BNN and
 # precompute + half-weighted gather) lies within one unit of the last printed
-# digit (1e-3 G) of every README figure, e.g. 1.6763 vs 1.677.
+# digit (BITOPS_G_ATOL) of every README figure, e.g. 1.6763 vs 1.677.
 PAPER = {9: ("10.99", 1.677), 6: ("7.324", 0.883), 5: ("6.103", 0.501), 4: ("4.882", 0.297)}
-BITOPS_ATOL_G = 1e-3
 
 
 @pytest.mark.parametrize("tau", sorted(PAPER))
@@ -29,9 +30,9 @@ def test_resnet18_figures_match_the_paper(tau):
     params, bitops = PAPER[tau]
     decimals = len(params.split(".")[1])
     assert f"{result.params_mbit:.{decimals}f}" == params
-    assert result.bitops / 1e9 == pytest.approx(bitops, abs=BITOPS_ATOL_G)
+    assert result.bitops / 1e9 == pytest.approx(bitops, abs=BITOPS_G_ATOL)
     assert result.params_reduction == pytest.approx(9 / tau)
-    assert result.bnn_bitops / 1e9 == pytest.approx(PAPER[9][1], abs=BITOPS_ATOL_G)
+    assert result.bnn_bitops / 1e9 == pytest.approx(PAPER[9][1], abs=BITOPS_G_ATOL)
     assert result.bitops_reduction == pytest.approx(result.bnn_bitops / result.bitops)
     assert "total" in str(result) and "layer4.1.conv2" in str(result)
 

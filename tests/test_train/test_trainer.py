@@ -20,6 +20,8 @@ from tvm_snn.train.checkpoint import CHECKPOINT_NAME
 from tvm_snn.train.quantizers import SubsetWeightQuantizer
 from tvm_snn.train.trainer import cosine_lr, epoch_plan
 
+from common import LR_ATOL
+
 TINY_WIDTH = 4
 TINY_BATCH = 64
 # Small tau and a short refinement period, so refills and refinement happen within a few steps.
@@ -69,7 +71,7 @@ def _assert_same_state(first, second):
 def test_cosine_schedule_starts_at_lr_and_ends_at_zero():
     assert cosine_lr(0.1, 0, 100) == pytest.approx(0.1)
     assert cosine_lr(0.1, 50, 100) == pytest.approx(0.05)
-    assert cosine_lr(0.1, 100, 100) == pytest.approx(0.0, abs=1e-12)
+    assert cosine_lr(0.1, 100, 100) == pytest.approx(0.0, abs=LR_ATOL)
 
 
 def test_epoch_plan_is_a_seeded_partition_of_the_ranks_shards():
