@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tvm
 from relax_builders import conv_epilogue_module, subbit_weight
-from test_schedules.test_subbit_schedule import masked_offset_loads
+from tir_helpers import masked_offset_loads
 from tvm import relax
 from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
 

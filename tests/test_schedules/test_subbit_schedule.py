@@ -1,12 +1,11 @@
 """The sub-bit schedule's work split: even per core, and responses recomputed as little as possible."""
 
 import pytest
-import tvm_ffi
 from test_schedules.subbit_strategies import make_conv
-from tvm import tirx
+from tir_helpers import masked_offset_loads
 
 from schedules.subbit import KERNEL_3X3
-from schedules.subbit_schedule import ITEMS_PER_CORE, MAX_SPLITS, _channel_splits, masked_offset
+from schedules.subbit_schedule import ITEMS_PER_CORE, MAX_SPLITS, _channel_splits
 from schedules.subbit_tir import build_kernel
 
 
@@ -35,19 +34,6 @@ def test_channel_splits_give_even_or_many_items(tiles, cores):
     items = tiles * splits
     assert 64 % splits == 0 and splits <= MAX_SPLITS
     assert items % cores == 0 or items >= ITEMS_PER_CORE * cores or splits == MAX_SPLITS
-
-
-def masked_offset_loads(func):
-    """``offset & mask`` terms in ``func`` whose offset is read from the stored offsets."""
-    found = []
-
-    def visit(node):
-        if masked_offset(node) is not None:
-            found.append(node)
-        return node
-
-    tvm_ffi.structural_map(func, (tirx.BitwiseAnd, visit))
-    return found
 
 
 @pytest.mark.parametrize("activation", ["float", "binary"])
