@@ -17,6 +17,9 @@ A *unit* depends on the kernel:
 exactly ``tau`` bits (:func:`pack_indices`) plus the codebook, one bit per
 sign. :mod:`schedules.reference` defines what the format computes.
 
+The unit sizes, kernel sizes and tau range come from :mod:`tvm_snn.schema`, the
+frontend's and compiler's shared contract, and are re-exported here.
+
 This module is pure NumPy.
 """
 
@@ -28,6 +31,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tvm_snn.errors import FormatError
+from tvm_snn.schema import (
+    BITS_PER_BYTE,
+    KERNEL_1X1,
+    KERNEL_3X3,
+    MAX_TAU,
+    MAX_TAU_1X1,
+    MAX_TAU_3X3,
+    MIN_TAU,
+    UNIT_1X1,
+    UNIT_3X3,
+    code_to_signs,
+    negate_code,
+    signs_to_code,
+)
 
 __all__ = [
     "UNIT_3X3",
@@ -54,17 +71,6 @@ __all__ = [
     "conv_output_hw",
 ]
 
-# Signs in one unit.
-UNIT_3X3 = 9
-UNIT_1X1 = 8
-# Largest index width: the codebook then holds every possible unit.
-MAX_TAU_3X3 = 9
-MAX_TAU_1X1 = 8
-MAX_TAU = max(MAX_TAU_3X3, MAX_TAU_1X1)
-MIN_TAU = 1
-
-KERNEL_3X3 = (3, 3)
-KERNEL_1X1 = (1, 1)
 # Input channels covered by one unit.
 CHANNELS_PER_UNIT_3X3 = 1
 CHANNELS_PER_UNIT_1X1 = UNIT_1X1
@@ -73,7 +79,6 @@ ACTIVATIONS = ("float", "binary")
 SUPPORTED_GROUPS = 1
 PACKED_FORMAT_VERSION = 1
 
-BITS_PER_BYTE = 8
 INDEX_DTYPE = np.int32
 CODEBOOK_DTYPE = np.int8
 
@@ -311,7 +316,12 @@ def unpack_indices(packed, tau: int, count: int) -> np.ndarray:
 
 
 def encode_signs(signs) -> np.ndarray:
-    """Encode +1/-1 units as integers: bit ``k`` is set when sign ``k`` is +1.
+    """Encode +1/-1 units as the packed codebook stores them: bit ``k`` is set when sign ``k`` is +1.
+
+    This is :func:`tvm_snn.schema.signs_to_code` of the negated unit
+    (:func:`tvm_snn.schema.negate_code`), with an element ``<= 0`` read as -1.
+    :class:`PackedSubBitConv` (version 1) and the codebook order of
+    :meth:`SubBitConv.from_dense` use it.
 
     Parameters
     ----------
@@ -325,13 +335,12 @@ def encode_signs(signs) -> np.ndarray:
     """
     signs = np.asarray(signs)
     width = signs.shape[-1]
-    return ((signs > 0).astype(np.int64) << np.arange(width)).sum(axis=-1)
+    return negate_code(signs_to_code(np.where(signs > 0, _POSITIVE, _NEGATIVE)), width)
 
 
 def decode_signs(codes, width: int) -> np.ndarray:
     """Inverse of :func:`encode_signs`: ``int8`` +1/-1 of shape ``[..., width]``."""
-    bits = (np.asarray(codes, dtype=np.int64)[..., None] >> np.arange(width)) & 1
-    return (2 * bits - 1).astype(CODEBOOK_DTYPE)
+    return code_to_signs(negate_code(np.asarray(codes, dtype=np.int64), width), width).astype(CODEBOOK_DTYPE, copy=False)
 
 
 # --------------------------------------------------------------------------
@@ -737,8 +746,8 @@ class SubBitConv:
         width = _unit_size(kernel)
         codes = encode_signs(units[live])
         orientation = _orient_channels(codes, width)
-        oriented = np.where(orientation[:, None] == _POSITIVE, codes, _negate_codes(codes, width))
-        book_codes = np.unique(oriented) if oriented.size else np.array([_negate_codes(0, width)])
+        oriented = np.where(orientation[:, None] == _POSITIVE, codes, negate_code(codes, width))
+        book_codes = np.unique(oriented) if oriented.size else np.array([negate_code(0, width)])
         indices = np.zeros(units.shape[:2], dtype=INDEX_DTYPE)
         indices[live] = np.searchsorted(book_codes, oriented)
         alpha = np.zeros(units.shape[0], dtype=np.float64)
@@ -823,11 +832,6 @@ def _channel_magnitudes(units: np.ndarray, kernel, rtol: float, atol: float) -> 
     return alpha
 
 
-def _negate_codes(codes, width: int):
-    """Codes of the negated units."""
-    return np.bitwise_xor(codes, (1 << width) - 1)
-
-
 def _orient_channels(codes: np.ndarray, width: int) -> np.ndarray:
     """Choose +1/-1 per channel so the set of oriented codes stays small.
 
@@ -847,7 +851,7 @@ def _orient_channels(codes: np.ndarray, width: int) -> np.ndarray:
     num_codes = 1 << width
     uses = np.zeros((channels, num_codes), dtype=bool)
     uses[np.arange(channels)[:, None], codes] = True
-    uses_negated = uses[:, _negate_codes(np.arange(num_codes), width)]
+    uses_negated = uses[:, negate_code(np.arange(num_codes), width)]
     shared = np.zeros((2, channels), dtype=np.int64)  # row 0: kept, row 1: negated
     chosen = np.zeros(num_codes, dtype=bool)
     pending = np.ones(channels, dtype=bool)
