@@ -3,6 +3,7 @@
 import torch
 from torch import nn
 
+from tvm_snn.schema import KERNEL_1X1
 from tvm_snn.train.quantizers import (
     ACTIVATION_ESTIMATORS,
     DEFAULT_ACT_ESTIMATOR,
@@ -12,7 +13,7 @@ from tvm_snn.train.quantizers import (
     BinaryActivation,
     SubsetWeightQuantizer,
 )
-from tvm_snn.train.subset import KERNEL_1X1, unit_size
+from tvm_snn.train.subset import unit_size
 from tvm_snn.train.validate import check_bool, check_choice
 
 DEFAULT_TAU_3X3 = 5

@@ -30,9 +30,9 @@ import torch
 from torch import nn
 
 from tvm_snn.errors import ConfigError
+from tvm_snn.schema import UNIT_1X1
 from tvm_snn.train.subset import (
     SEED_BITS,
-    UNIT_1X1,
     all_kernels,
     derive_seed,
     duplicate_mask,

@@ -8,6 +8,9 @@ A *unit* is the group of weights that one τ-bit index replaces:
 The full table holds all ``2**unit`` sign patterns. Row ``code`` of the table has
 element ``b`` equal to +1 when bit ``unit - 1 - b`` of ``code`` is set, -1 otherwise
 (the first element is the most significant bit). :func:`kernel_codes` is its inverse.
+That row order fixes which kernels a seed samples, so it is kept as is: in the sign
+code of :mod:`tvm_snn.schema` (-1 is bit 1, element ``e`` is bit ``e``), row ``code``
+is the unit whose reversed elements have the code ``negate_code(code, unit)``.
 
 Everything here is a pure function of tensors; randomness comes only from the
 ``torch.Generator`` passed in, so sampling is reproducible.
@@ -18,21 +21,19 @@ import hashlib
 import torch
 
 from tvm_snn.errors import ConfigError
-
-UNIT_3X3 = 9
-"""Signs per unit of a 3x3 conv: one 3x3 kernel."""
-
-UNIT_1X1 = 8
-"""Signs per unit of a 1x1 conv: 8 consecutive input channels."""
-
-KERNEL_3X3 = (3, 3)
-KERNEL_1X1 = (1, 1)
+from tvm_snn.schema import (
+    KERNEL_1X1,
+    KERNEL_3X3,
+    UNIT_1X1,
+    UNIT_3X3,
+    element_sign,
+    negate_code,
+    signs_to_code,
+)
+from tvm_snn.schema import MIN_TAU as MIN_TAU  # re-exported for tvm_snn.train.validate
 
 UNIT_BY_KERNEL = {KERNEL_3X3: UNIT_3X3, KERNEL_1X1: UNIT_1X1}
 """Unit size per supported kernel size."""
-
-MIN_TAU = 1
-"""Smallest number of bits per unit."""
 
 NEAREST_CHUNK_ELEMENTS = 1 << 22
 """Score-matrix elements per chunk in :func:`nearest` (bounds its memory)."""
@@ -85,9 +86,8 @@ def all_kernels(unit, dtype=torch.float32, device=None):
         ``[2**unit, unit]`` of +1/-1, row ``code`` as described in the module docstring.
     """
     codes = torch.arange(1 << unit, device=device)
-    shifts = torch.arange(unit - 1, -1, -1, device=device)
-    bits = (codes[:, None] >> shifts[None, :]) & 1
-    return (2 * bits - 1).to(dtype)
+    reversed_positions = torch.arange(unit - 1, -1, -1, device=device)
+    return element_sign(negate_code(codes, unit)[:, None], reversed_positions[None, :]).to(dtype)
 
 
 def kernel_codes(signs):
@@ -103,9 +103,7 @@ def kernel_codes(signs):
     torch.Tensor
         int64 ``[n]``: the row of :func:`all_kernels` with the same sign pattern.
     """
-    unit = signs.shape[-1]
-    weights = 1 << torch.arange(unit - 1, -1, -1, device=signs.device)
-    return ((signs >= 0).long() * weights).sum(dim=-1)
+    return negate_code(signs_to_code(signs.flip(-1)), signs.shape[-1])
 
 
 def derive_seed(seed, *keys):
