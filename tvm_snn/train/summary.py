@@ -25,20 +25,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from tvm_snn.schema import BITS_PER_MBIT, FLOAT_BITS
 from tvm_snn.train.layers import SNNConv2d
 from tvm_snn.train.prepare import META_ATTR
-
-BITS_PER_MBIT = 1e6
-"""Bits in one Mbit, as in the paper's #Params column."""
 
 OPS_PER_GOP = 1e9
 """Operations in one G(Bit-OPs)."""
 
 GATHER_ADD_COST = 0.5
 """A gather-add counts as half a Bit-OP (fitted to the paper's table)."""
-
-FLOAT_BITS = 32
-"""Bits per weight of a full-precision layer."""
 
 BINARY_BITS = 1
 """Bits per weight of a plain binary layer (the BNN reference)."""
