@@ -10,7 +10,9 @@ factor: the weights stay ``±scale[o] * codebook[idx]``.
 
 Metadata schema (version ``SCHEMA_VERSION``)
 --------------------------------------------
-ONNX ``metadata_props`` holds two keys:
+The keys and the version are those of :mod:`tvm_snn.schema`, which also reads
+them back (:func:`tvm_snn.schema.read_layers_metadata`). ONNX ``metadata_props``
+holds two keys:
 
 - ``"tvm_snn.schema"``: the schema version, ``"1"``;
 - ``"tvm_snn.layers"``: a JSON list, one object per sub-bit conv, in module order:
@@ -47,6 +49,7 @@ import numpy as np
 import torch
 
 from tvm_snn.errors import FormatError
+from tvm_snn.schema import LAYERS_KEY, SCHEMA_KEY, SCHEMA_VERSION, read_layers_metadata
 from tvm_snn.train.checkpoint import atomic_write
 from tvm_snn.train.layers import SNNConv2d
 from tvm_snn.train.prepare import convert, snn_metadata
@@ -55,13 +58,11 @@ ONNX_OPSET = 17
 MAX_IR_VERSION = 8
 """IR version of opset 17; ONNX Runtime and TVM's importer both read it."""
 
-SCHEMA_VERSION = 1
-SCHEMA_KEY = "tvm_snn.schema"
-LAYERS_KEY = "tvm_snn.layers"
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 PT2_SUFFIX = ".pt2"
-CONV_OP = "Conv"
+ONNX_CONV_OP = "Conv"
+"""ONNX op type of a convolution."""
 WEIGHT_INPUT = 1
 BATCH_AXIS = 0
 
@@ -206,7 +207,7 @@ def _onnx_layers(proto, metas):
     import onnx.numpy_helper
 
     initializers = {item.name: item for item in proto.graph.initializer}
-    convs = [node for node in proto.graph.node if node.op_type == CONV_OP]
+    convs = [node for node in proto.graph.node if node.op_type == ONNX_CONV_OP]
     entries = []
     for fqn, meta in metas.items():
         scope = scope_of(fqn)
@@ -288,9 +289,16 @@ def export(model, example_inputs, path, *, pt2_path=None, write_pt2=True, dynami
 
 
 def read_layers(path):
-    """Return the ``"tvm_snn.layers"`` entries of an exported ONNX file (``[]`` if none)."""
+    """Return the ``"tvm_snn.layers"`` entries of an exported ONNX file (``[]`` if none).
+
+    Raises
+    ------
+    FormatError
+        When the file has tvm-snn metadata of another schema version, or a
+        corrupt layer list (:func:`tvm_snn.schema.read_layers_metadata`).
+    """
     import onnx
 
     proto = onnx.load(str(path), load_external_data=False)
-    props = {prop.key: prop.value for prop in proto.metadata_props}
-    return json.loads(props.get(LAYERS_KEY, "[]"))
+    layers = read_layers_metadata({prop.key: prop.value for prop in proto.metadata_props})
+    return [] if layers is None else layers
