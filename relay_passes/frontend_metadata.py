@@ -1,28 +1,41 @@
 """Cross-check the detector's findings with the training frontend's metadata.
 
 The frontend's ONNX export lists its sub-bit convs (kernel, tau, codebook,
-shapes) under the ``metadata_props`` key ``tvm_snn.layers`` (see
+shapes) under the ``metadata_props`` key ``tvm_snn.layers``, next to its
+schema version under ``tvm_snn.schema`` (see :mod:`tvm_snn.schema` and
 ``tvm_snn.train.exporter``). Detection never needs it; when it is there,
 each entry is matched to the first unmatched conv of the same kernel and
 weight count, and the report says where the two disagree.
 """
 
-import json
+import math
 
-LAYERS_KEY = "tvm_snn.layers"
-UNIT_WEIGHTS = {"3x3": 9, "1x1": 1}
+from tvm_snn.schema import KERNEL_1X1, KERNEL_3X3, read_layers_metadata
+
+UNIT_WEIGHTS = {"3x3": math.prod(KERNEL_3X3), "1x1": math.prod(KERNEL_1X1)}
+"""Weights per (output, input) channel pair, by the metadata's kernel string."""
 
 
 def read_entries(metadata_props):
-    """Return the frontend's layer list from ONNX ``metadata_props``, or None."""
-    for prop in metadata_props:
-        if prop.key == LAYERS_KEY:
-            try:
-                entries = json.loads(prop.value)
-            except json.JSONDecodeError:
-                return None
-            return entries if isinstance(entries, list) else None
-    return None
+    """Return the frontend's layer list from ONNX ``metadata_props``.
+
+    Parameters
+    ----------
+    metadata_props : iterable of onnx.StringStringEntryProto
+        The model's metadata (anything with ``key`` and ``value``).
+
+    Returns
+    -------
+    list of dict or None
+        The entries, or None when the model carries no tvm-snn metadata.
+
+    Raises
+    ------
+    FormatError
+        When the metadata names an unsupported or no schema version, or its
+        layer list is corrupt (:func:`tvm_snn.schema.read_layers_metadata`).
+    """
+    return read_layers_metadata({prop.key: prop.value for prop in metadata_props})
 
 
 def _weights(entry):
