@@ -10,7 +10,8 @@ weight count, and the report says where the two disagree.
 
 import math
 
-from tvm_snn.schema import KERNEL_1X1, KERNEL_3X3, read_layers_metadata
+from tvm_snn.errors import FormatError
+from tvm_snn.schema import KERNEL_1X1, KERNEL_3X3, parse_layers_metadata
 
 UNIT_WEIGHTS = {"3x3": math.prod(KERNEL_3X3), "1x1": math.prod(KERNEL_1X1)}
 """Weights per (output, input) channel pair, by the metadata's kernel string."""
@@ -33,9 +34,12 @@ def read_entries(metadata_props):
     ------
     FormatError
         When the metadata names an unsupported or no schema version, or its
-        layer list is corrupt (:func:`tvm_snn.schema.read_layers_metadata`).
+        layer list is corrupt (:func:`tvm_snn.schema.parse_layers_metadata`).
     """
-    return read_layers_metadata({prop.key: prop.value for prop in metadata_props})
+    layers, problem = parse_layers_metadata({prop.key: prop.value for prop in metadata_props})
+    if problem is not None:
+        raise FormatError(problem)
+    return layers
 
 
 def _weights(entry):

@@ -17,15 +17,14 @@ of :class:`schedules.subbit.PackedSubBitConv` stores the negated code, and the
 frontend's kernel table lists the units in its own row order (both converted at
 their edges, so stored data keeps its bits).
 
-This module imports only the standard library, NumPy and :mod:`tvm_snn.errors`,
-so every layer (``schedules``, ``relay_passes``, ``tvm_snn.train``) may import it.
+This module imports only the standard library and NumPy, no first-party module,
+so every layer (``schedules``, ``relay_passes``, ``tvm_snn.train``) may import it,
+like :mod:`tvm_snn.errors`.
 """
 
 import json
 
 import numpy as np
-
-from tvm_snn.errors import FormatError
 
 UNIT_3X3 = 9
 """Signs per unit of a 3x3 conv: one 3x3 kernel, row-major (``kh * 3 + kw``)."""
@@ -167,11 +166,13 @@ def negate_code(codes, width):
 # --------------------------------------------------------------------------
 
 
-def read_layers_metadata(props):
-    """Return the layer list of an export's metadata, or None when it has none.
+def parse_layers_metadata(props):
+    """Read the layer list of an export's metadata, and say what is wrong with it.
 
     Metadata that carries neither :data:`SCHEMA_KEY` nor :data:`LAYERS_KEY` is
-    not a tvm-snn export (or predates it): that is not an error.
+    not a tvm-snn export (or predates it): that is not a problem. Every reader
+    raises ``tvm_snn.errors.FormatError`` with the problem (this module imports
+    no first-party module, so it does not raise it itself).
 
     Parameters
     ----------
@@ -180,47 +181,47 @@ def read_layers_metadata(props):
 
     Returns
     -------
-    list of dict or None
-        One entry per sub-bit conv, in module order.
-
-    Raises
-    ------
-    FormatError
-        When the schema version is missing or not :data:`SCHEMA_VERSION`, or the
-        layer list is missing, not JSON, or not a list of layer objects.
+    layers : list of dict or None
+        One entry per sub-bit conv, in module order; None when there is no
+        metadata or it has a problem.
+    problem : str or None
+        Why the metadata cannot be read: a missing or unsupported schema
+        version, or a layer list that is missing, not JSON, or not a list of
+        layer objects with a known ``kernel`` and integer sizes. None when fine.
     """
     if SCHEMA_KEY not in props and LAYERS_KEY not in props:
-        return None
+        return None, None
     version = props.get(SCHEMA_KEY)
     if version != str(SCHEMA_VERSION):
         found = "is missing" if version is None else f"is {version!r}"
-        raise FormatError(
+        return None, (
             f"tvm-snn metadata: schema version ({SCHEMA_KEY!r}) {found}; "
             f"this reader supports version {SCHEMA_VERSION}"
         )
     if LAYERS_KEY not in props:
-        raise FormatError(f"tvm-snn metadata: key {LAYERS_KEY!r} is missing (schema version {version})")
+        return None, f"tvm-snn metadata: key {LAYERS_KEY!r} is missing (schema version {version})"
     try:
         layers = json.loads(props[LAYERS_KEY])
     except json.JSONDecodeError as err:
-        raise FormatError(f"tvm-snn metadata: key {LAYERS_KEY!r} is corrupt JSON: {err}") from err
+        return None, f"tvm-snn metadata: key {LAYERS_KEY!r} is corrupt JSON: {err}"
     if not isinstance(layers, list):
-        raise FormatError(
-            f"tvm-snn metadata: key {LAYERS_KEY!r} must hold a JSON list, got {type(layers).__name__}"
-        )
+        return None, f"tvm-snn metadata: key {LAYERS_KEY!r} must hold a JSON list, got {type(layers).__name__}"
     for position, entry in enumerate(layers):
-        _check_layer_entry(position, entry)
-    return layers
+        problem = _layer_entry_problem(position, entry)
+        if problem is not None:
+            return None, problem
+    return layers, None
 
 
-def _check_layer_entry(position, entry):
-    """Raise FormatError unless ``entry`` has a known kernel and integer sizes."""
+def _layer_entry_problem(position, entry):
+    """What is wrong with one layer entry (a kernel label, integer sizes), or None."""
     where = f"tvm-snn metadata: key {LAYERS_KEY!r}, entry {position}"
     if not isinstance(entry, dict):
-        raise FormatError(f"{where} must be a JSON object, got {type(entry).__name__}")
+        return f"{where} must be a JSON object, got {type(entry).__name__}"
     if entry.get("kernel") not in KERNEL_LABELS:
-        raise FormatError(f"{where}: kernel must be one of {sorted(KERNEL_LABELS)}, got {entry.get('kernel')!r}")
+        return f"{where}: kernel must be one of {sorted(KERNEL_LABELS)}, got {entry.get('kernel')!r}"
     for name in LAYER_INT_FIELDS:
         value = entry.get(name)
         if not isinstance(value, int) or isinstance(value, bool):
-            raise FormatError(f"{where}: {name} must be an integer, got {value!r}")
+            return f"{where}: {name} must be an integer, got {value!r}"
+    return None

@@ -11,7 +11,7 @@ factor: the weights stay ``±scale[o] * codebook[idx]``.
 Metadata schema (version ``SCHEMA_VERSION``)
 --------------------------------------------
 The keys and the version are those of :mod:`tvm_snn.schema`, which also reads
-them back (:func:`tvm_snn.schema.read_layers_metadata`). ONNX ``metadata_props``
+them back (:func:`tvm_snn.schema.parse_layers_metadata`). ONNX ``metadata_props``
 holds two keys:
 
 - ``"tvm_snn.schema"``: the schema version, ``"1"``;
@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from tvm_snn.errors import FormatError
-from tvm_snn.schema import LAYERS_KEY, SCHEMA_KEY, SCHEMA_VERSION, read_layers_metadata
+from tvm_snn.schema import LAYERS_KEY, SCHEMA_KEY, SCHEMA_VERSION, parse_layers_metadata
 from tvm_snn.train.checkpoint import atomic_write
 from tvm_snn.train.layers import SNNConv2d
 from tvm_snn.train.prepare import convert, snn_metadata
@@ -295,10 +295,12 @@ def read_layers(path):
     ------
     FormatError
         When the file has tvm-snn metadata of another schema version, or a
-        corrupt layer list (:func:`tvm_snn.schema.read_layers_metadata`).
+        corrupt layer list (:func:`tvm_snn.schema.parse_layers_metadata`).
     """
     import onnx
 
     proto = onnx.load(str(path), load_external_data=False)
-    layers = read_layers_metadata({prop.key: prop.value for prop in proto.metadata_props})
+    layers, problem = parse_layers_metadata({prop.key: prop.value for prop in proto.metadata_props})
+    if problem is not None:
+        raise FormatError(f"{path}: {problem}")
     return [] if layers is None else layers
