@@ -25,6 +25,7 @@ from schedules.subbit import (
     unpack_indices,
 )
 from tvm_snn.errors import FormatError
+from tvm_snn.schema import code_to_signs, negate_code, signs_to_code
 
 from common import SCHEDULES_MAX_EXAMPLES
 
@@ -142,6 +143,19 @@ def test_signs_round_trip(width, seed):
     signs = decode_signs(codes, width)
     assert set(np.unique(signs)) <= {-1, 1}
     np.testing.assert_array_equal(encode_signs(signs), codes)
+
+
+@pytest.mark.parametrize("width", [UNIT_3X3, UNIT_1X1])
+def test_packed_code_is_the_schema_code_of_the_negated_unit(width):
+    codes = np.arange(1 << width)
+    units = code_to_signs(codes, width)
+    np.testing.assert_array_equal(encode_signs(units), signs_to_code(-units))
+    np.testing.assert_array_equal(encode_signs(units), negate_code(codes, width))
+    np.testing.assert_array_equal(decode_signs(codes, width), -units)
+
+
+def test_packed_code_reads_zero_as_minus_one():
+    assert encode_signs(np.array([0.0, 2.0, -1.0])) == 0b010
 
 
 def test_sign_code_bit_k_is_plus_one_at_k():

@@ -11,6 +11,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from tvm_snn.errors import FormatError
+from tvm_snn.schema import SCHEMA_VERSION, parse_layers_metadata
 from tvm_snn.train import SNNConfig, SNNConv2d, build_model, export
 from tvm_snn.train.exporter import (
     LAYERS_KEY,
@@ -112,8 +113,9 @@ def test_metadata_names_real_nodes_and_binary_activations_export_as_sign(exporte
 
 def test_torch_export_program_runs_and_carries_the_same_layers(exported):
     model, result, _ = exported
-    extra = {LAYERS_KEY: ""}
+    extra = {SCHEMA_KEY: "", LAYERS_KEY: ""}
     program = torch.export.load(result.pt2_path, extra_files=extra)
+    assert parse_layers_metadata(extra)[1] is None
     x = torch.randn(SHAPE, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         torch.testing.assert_close(program.module()(x), model(x), rtol=FLOAT_RTOL, atol=FLOAT_ATOL)
@@ -122,6 +124,19 @@ def test_torch_export_program_runs_and_carries_the_same_layers(exported):
     assert [e["codebook"] for e in pt2_layers] == [e["codebook"] for e in result.layers]
     parameters = set(program.graph_signature.parameters)
     assert all(entry["weight"] in parameters for entry in pt2_layers)
+
+
+def test_read_layers_rejects_another_schema_version(exported, tmp_path):
+    _, _, proto = exported
+    changed = onnx.ModelProto()
+    changed.CopyFrom(proto)
+    for prop in changed.metadata_props:
+        if prop.key == SCHEMA_KEY:
+            prop.value = str(SCHEMA_VERSION + 1)
+    path = tmp_path / "future.onnx"
+    onnx.save(changed, str(path))
+    with pytest.raises(FormatError, match=r"future.onnx: .* is '2'; this reader supports version 1"):
+        read_layers(path)
 
 
 def test_float_model_exports_without_snn_layers(tmp_path):

@@ -1,11 +1,13 @@
 """Tests of the kernel table, codes, sampling and de-duplication helpers."""
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tvm_snn.errors import ConfigError
+from tvm_snn.schema import code_to_signs, negate_code, signs_to_code
 from tvm_snn.train.subset import (
     UNIT_1X1,
     UNIT_3X3,
@@ -30,6 +32,20 @@ def test_table_is_all_distinct_sign_patterns_in_code_order(unit):
     assert table.shape == (1 << unit, unit)
     assert set(table.unique().tolist()) == {-1.0, 1.0}
     assert torch.equal(kernel_codes(table), torch.arange(1 << unit))
+
+
+@pytest.mark.parametrize("unit", [UNIT_1X1, UNIT_3X3])
+def test_table_rows_in_the_schema_sign_code(unit):
+    # Row r is the unit whose reversed elements have the schema code negate_code(r).
+    rows = torch.arange(1 << unit)
+    table = all_kernels(unit, dtype=torch.int8)
+    assert torch.equal(signs_to_code(table.flip(-1)), negate_code(rows, unit))
+    expected = code_to_signs(negate_code(rows.numpy(), unit), unit)[:, ::-1]
+    np.testing.assert_array_equal(table.numpy(), expected)
+
+
+def test_zero_counts_as_plus_one():
+    assert kernel_codes(torch.zeros(1, UNIT_1X1)).item() == (1 << UNIT_1X1) - 1
 
 
 def test_code_puts_first_element_in_the_most_significant_bit():
