@@ -1,10 +1,13 @@
 """ScheduleDenseFallback: dense kernels get the default schedule; sub-bit kernels are left alone."""
 
 import numpy as np
+import pytest
 import tvm
 from relax_builders import conv_epilogue_module, conv_module, subbit_weight
 from tvm import relax
 from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
+from tvm.script import ir as I
+from tvm.script import tirx as T
 
 from relay_passes.detect_subbit_conv import DetectSubBitConv
 from relay_passes.lower_subbit_conv import LowerSubBitConv
@@ -92,3 +95,205 @@ def test_must_not_fire_on_lane_kernels():
     after = prim_funcs(ScheduleDenseFallback()(before))
     for name, func in kernels.items():
         tvm.ir.assert_structural_equal(after[name], func)
+
+
+# Hand-written expected IR. The thresholds of schedules.dense_cpu decide each case:
+# an outer loop nest runs in parallel with at least 2**16 elements of work, innermost
+# loops of at most 64 are vectorized, reductions of at most 64 steps are unrolled.
+
+
+@I.ir_module
+class ElementwiseBefore:
+    """``relu`` on 1x16x64x64 (2**16 elements): enough work for the parallel loop."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def relu(x: T.Buffer((1, 16, 64, 64), "float32"), y: T.Buffer((1, 16, 64, 64), "float32")):
+        T.func_attr({"tirx.noalias": True})
+        for i0, i1, i2, i3 in T.grid(1, 16, 64, 64):
+            with T.sblock("compute"):
+                v0, v1, v2, v3 = T.axis.remap("SSSS", [i0, i1, i2, i3])
+                y[v0, v1, v2, v3] = T.max(x[v0, v1, v2, v3], T.float32(0))
+
+
+@I.ir_module
+class ElementwiseExpected:
+    """The outer three loops fused (1 * 16 * 64) and parallel, the row of 64 one vector loop."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def relu(x: T.Buffer((1, 16, 64, 64), "float32"), y: T.Buffer((1, 16, 64, 64), "float32")):
+        T.func_attr({"tirx.noalias": True})
+        for fused in T.parallel(1024):
+            for i3 in T.vectorized(64):
+                with T.sblock("compute"):
+                    v0 = T.axis.spatial(1, 0)
+                    v1 = T.axis.spatial(16, fused // 64)
+                    v2 = T.axis.spatial(64, fused % 64)
+                    v3 = T.axis.spatial(64, i3)
+                    y[v0, v1, v2, v3] = T.max(x[v0, v1, v2, v3], T.float32(0))
+
+
+@I.ir_module
+class SmallElementwiseBefore:
+    """``relu`` on 1x16x8x8 (1024 elements): too little work to fork threads for."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def relu(x: T.Buffer((1, 16, 8, 8), "float32"), y: T.Buffer((1, 16, 8, 8), "float32")):
+        T.func_attr({"tirx.noalias": True})
+        for i0, i1, i2, i3 in T.grid(1, 16, 8, 8):
+            with T.sblock("compute"):
+                v0, v1, v2, v3 = T.axis.remap("SSSS", [i0, i1, i2, i3])
+                y[v0, v1, v2, v3] = T.max(x[v0, v1, v2, v3], T.float32(0))
+
+
+@I.ir_module
+class SmallElementwiseExpected:
+    """Fused and vectorized as the large case, but the fused loop stays serial."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def relu(x: T.Buffer((1, 16, 8, 8), "float32"), y: T.Buffer((1, 16, 8, 8), "float32")):
+        T.func_attr({"tirx.noalias": True})
+        for fused in range(128):
+            for i3 in T.vectorized(8):
+                with T.sblock("compute"):
+                    v0 = T.axis.spatial(1, 0)
+                    v1 = T.axis.spatial(16, fused // 8)
+                    v2 = T.axis.spatial(8, fused % 8)
+                    v3 = T.axis.spatial(8, i3)
+                    y[v0, v1, v2, v3] = T.max(x[v0, v1, v2, v3], T.float32(0))
+
+
+@I.ir_module
+class DenseEpilogueBefore:
+    """``relu(x @ w + b)`` as FuseTIR leaves it: 64x64 outputs of 16 steps (2**16 work)."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def fused_matmul_add_relu(
+        x: T.Buffer((64, 16), "float32"),
+        w: T.Buffer((16, 64), "float32"),
+        b: T.Buffer((64,), "float32"),
+        y: T.Buffer((64, 64), "float32"),
+    ):
+        T.func_attr({"tirx.noalias": True})
+        acc = T.sblock_alloc_buffer((64, 64))
+        biased = T.sblock_alloc_buffer((64, 64))
+        for i, j, k in T.grid(64, 64, 16):
+            with T.sblock("matmul"):
+                vi, vj, vk = T.axis.remap("SSR", [i, j, k])
+                with T.init():
+                    acc[vi, vj] = T.float32(0)
+                acc[vi, vj] = acc[vi, vj] + x[vi, vk] * w[vk, vj]
+        for i, j in T.grid(64, 64):
+            with T.sblock("T_add"):
+                vi, vj = T.axis.remap("SS", [i, j])
+                biased[vi, vj] = acc[vi, vj] + b[vj]
+        for i, j in T.grid(64, 64):
+            with T.sblock("compute"):
+                vi, vj = T.axis.remap("SS", [i, j])
+                y[vi, vj] = T.max(biased[vi, vj], T.float32(0))
+
+
+@I.ir_module
+class DenseEpilogueExpected:
+    """Per row ``i`` (parallel): zero the row, 16 unrolled vector steps, then bias + ReLU.
+
+    The reduction loop moves outside the output row, which stays innermost and becomes
+    one vector loop; the initialization is split off in front of the reduction; the
+    ReLU is inlined into the bias add, and that epilogue runs under the row loop,
+    vectorized, so the intermediate sum is only read back from cache.
+    """
+
+    @T.prim_func(private=True, s_tir=True)
+    def fused_matmul_add_relu(
+        x: T.Buffer((64, 16), "float32"),
+        w: T.Buffer((16, 64), "float32"),
+        b: T.Buffer((64,), "float32"),
+        y: T.Buffer((64, 64), "float32"),
+    ):
+        T.func_attr({"tirx.noalias": True})
+        acc = T.sblock_alloc_buffer((64, 64))
+        for i in T.parallel(64):
+            for j_init in T.vectorized(64):
+                with T.sblock("matmul_init"):
+                    vi, vj = T.axis.remap("SS", [i, j_init])
+                    acc[vi, vj] = T.float32(0)
+            for k in T.unroll(16):
+                for j in T.vectorized(64):
+                    with T.sblock("matmul"):
+                        vi, vj, vk = T.axis.remap("SSR", [i, j, k])
+                        acc[vi, vj] = acc[vi, vj] + x[vi, vk] * w[vk, vj]
+            for i_unit in range(1):  # reverse_compute_at keeps the unit loop of the row
+                for j in T.vectorized(64):
+                    with T.sblock("T_add"):
+                        vi = T.axis.spatial(64, i + i_unit)
+                        vj = T.axis.spatial(64, j)
+                        y[vi, vj] = T.max(acc[vi, vj] + b[vj], T.float32(0))
+
+
+@I.ir_module
+class SmallDenseEpilogueBefore:
+    """``x @ w + b`` with 8x8 outputs of 8 steps (512 work)."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def fused_matmul_add(
+        x: T.Buffer((8, 8), "float32"),
+        w: T.Buffer((8, 8), "float32"),
+        b: T.Buffer((8,), "float32"),
+        y: T.Buffer((8, 8), "float32"),
+    ):
+        T.func_attr({"tirx.noalias": True})
+        acc = T.sblock_alloc_buffer((8, 8))
+        for i, j, k in T.grid(8, 8, 8):
+            with T.sblock("matmul"):
+                vi, vj, vk = T.axis.remap("SSR", [i, j, k])
+                with T.init():
+                    acc[vi, vj] = T.float32(0)
+                acc[vi, vj] = acc[vi, vj] + x[vi, vk] * w[vk, vj]
+        for i, j in T.grid(8, 8):
+            with T.sblock("T_add"):
+                vi, vj = T.axis.remap("SS", [i, j])
+                y[vi, vj] = acc[vi, vj] + b[vj]
+
+
+@I.ir_module
+class SmallDenseEpilogueExpected:
+    """The same loop structure as the large case, with the row loop serial."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def fused_matmul_add(
+        x: T.Buffer((8, 8), "float32"),
+        w: T.Buffer((8, 8), "float32"),
+        b: T.Buffer((8,), "float32"),
+        y: T.Buffer((8, 8), "float32"),
+    ):
+        T.func_attr({"tirx.noalias": True})
+        acc = T.sblock_alloc_buffer((8, 8))
+        for i in range(8):
+            for j_init in T.vectorized(8):
+                with T.sblock("matmul_init"):
+                    vi, vj = T.axis.remap("SS", [i, j_init])
+                    acc[vi, vj] = T.float32(0)
+            for k in T.unroll(8):
+                for j in T.vectorized(8):
+                    with T.sblock("matmul"):
+                        vi, vj, vk = T.axis.remap("SSR", [i, j, k])
+                        acc[vi, vj] = acc[vi, vj] + x[vi, vk] * w[vk, vj]
+            for i_unit in range(1):  # reverse_compute_at keeps the unit loop of the row
+                for j in T.vectorized(8):
+                    with T.sblock("T_add"):
+                        vi = T.axis.spatial(8, i + i_unit)
+                        vj = T.axis.spatial(8, j)
+                        y[vi, vj] = acc[vi, vj] + b[vj]
+
+
+@pytest.mark.parametrize(
+    ("before", "expected"),
+    [
+        (ElementwiseBefore, ElementwiseExpected),
+        (SmallElementwiseBefore, SmallElementwiseExpected),
+        (DenseEpilogueBefore, DenseEpilogueExpected),
+        (SmallDenseEpilogueBefore, SmallDenseEpilogueExpected),
+    ],
+    ids=["elementwise", "small-elementwise-stays-serial", "reduction-with-epilogue", "small-reduction-stays-serial"],
+)
+def test_expected_ir(before, expected):
+    tvm.ir.assert_structural_equal(ScheduleDenseFallback()(before), expected)
