@@ -1,11 +1,11 @@
 """LowerSubBitConv: replace each sub-bit composite with a ``call_tir`` to its kernel.
 
-Pipeline position: right after :mod:`relay_passes.detect_subbit_conv`, before
-TVM's default pipeline. For each call to a ``tvm_snn.subbit_conv2d``
-composite, the conv's weight is converted to the sub-bit format once more
-(from the weight alone, at the tau the detector recorded), the TensorIR kernel
-from :mod:`schedules.subbit_tir` is added to the module, and the call
-becomes::
+Pipeline position: right after :mod:`relay_passes.detect_subbit_conv` (and
+any offload passes that claim composites first), before TVM's default
+pipeline. For each call to a ``tvm_snn.subbit_conv2d`` composite, the
+sub-bit format the detector stored on the composite is read back,
+:mod:`schedules.kernels` picks the kernel and its plan for the CPU, the
+unscheduled TensorIR kernel is added to the module, and the call becomes::
 
     R.call_tir(snn_conv2d, (data, packed_indices, codebook, alpha), out_ty)
 
@@ -14,8 +14,10 @@ it applies the sign itself, and a sign op left without readers is removed.
 
 On targets with AVX-512 VBMI, binary convs on small images take the lane
 kernel of :mod:`schedules.subbit_lane` (output channels in the vector lanes)
-where :func:`~schedules.subbit_lane.lane_kernel_fits` allows it, and the
+where :func:`~schedules.lane_plan.lane_kernel_fits` allows it, and the
 other kernels unpack their indices with :mod:`schedules.subbit_unpack`.
+The composite's report moves onto the kernel's PrimFunc, with the kernel
+chosen and the bytes of its constants.
 
 The kernel is left unscheduled and marked fusable; ScheduleSubBitKernels
 schedules it after TVM's FuseOps/FuseTIR have merged its epilogue into it.
@@ -26,11 +28,18 @@ the dense weight is dropped with the composite, so the artifact stays small.
 import tvm
 from tvm import relax
 
-from relay_passes.detect_subbit_conv import ATTR_ACTIVATION, ATTR_TAU, is_conv, is_subbit_composite
+from relay_passes.detect_subbit_conv import (
+    ATTR_ACTIVATION,
+    ATTR_TAU,
+    is_conv,
+    is_offloaded,
+    is_subbit_composite,
+)
+from relay_passes.layer_records import ATTR_REPORT, conv_from_attrs, updated_record
 from relay_passes.subbit_analysis import is_sign
-from schedules.subbit import SubBitConv
-from schedules.subbit_lane import build_lane_kernel, lane_kernel_fits
-from schedules.subbit_tir import FLOAT_DTYPE, build_kernel
+from schedules import kernels
+from schedules.cpu import CpuSpec
+from schedules.tir_build import FLOAT_DTYPE
 
 KERNEL_FUNC_NAME = "snn_conv2d"
 # Let FuseOps append the elementwise ops that follow (bias, residual, ReLU,
@@ -46,19 +55,11 @@ def _ints(values):
 
 
 def composite_conv(func):
-    """Return the ``SubBitConv`` that a composite function computes."""
+    """Return the ``SubBitConv`` that a composite function computes (stored by the detector)."""
     convs = []
     relax.analysis.post_order_visit(func.body, lambda e: convs.append(e) if is_conv(e) else None)
     (call,) = convs
-    attrs = call.attrs
-    return SubBitConv.from_dense(
-        call.args[1].value.numpy(),
-        stride=_ints(attrs.strides),
-        padding=_ints(attrs.padding),
-        dilation=_ints(attrs.dilation),
-        activation=str(func.attrs[ATTR_ACTIVATION]),
-        tau=int(func.attrs[ATTR_TAU]),
-    )
+    return conv_from_attrs(func.attrs, call, int(func.attrs[ATTR_TAU]), str(func.attrs[ATTR_ACTIVATION]))
 
 
 def _sign_input(data, lookup):
@@ -69,31 +70,29 @@ def _sign_input(data, lookup):
 
 @relax.expr_functor.mutator
 class _Lowerer(relax.PyExprMutator):
-    def __init__(self, mod, composites, vbmi, num_cores):
+    def __init__(self, mod, composites, cpu):
         super().__init__(mod)
-        self.composites = composites  # GlobalVar name -> SubBitConv
-        self.vbmi = vbmi
-        self.num_cores = num_cores
+        self.composites = composites  # GlobalVar name -> (SubBitConv, report record)
+        self.cpu = cpu
 
     def visit_call_(self, call):
         call = super().visit_call_(call)
         if not isinstance(call.op, tvm.ir.GlobalVar) or call.op.name_hint not in self.composites:
             return call
-        conv = self.composites[call.op.name_hint]
+        conv, record = self.composites[call.op.name_hint]
         data = call.args[0]
         if conv.activation == "binary":  # the kernel applies the sign: skip a standalone sign op
             data = _sign_input(data, self.lookup_binding)
-        kernel = self._kernel(conv, _ints(data.ty.shape.values))
-        func = kernel.func.without_attr("global_symbol").with_attr(ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE)
+        shape = _ints(data.ty.shape.values)
+        kernel = kernels.build(conv, shape, kernels.select_plan(conv, shape, self.cpu))
+        func = (
+            kernel.func.without_attr("global_symbol")
+            .with_attr(ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE)
+            .with_attr(ATTR_REPORT, updated_record(record, snn_kernel=kernel.kind, stored_bytes=kernel.stored_bytes))
+        )
         gv = self.builder_.add_func(func, KERNEL_FUNC_NAME)
         consts = [relax.const(array) for array in kernel.constants]
         return relax.call_tir(gv, [data, *consts], relax.TensorType(kernel.out_shape, FLOAT_DTYPE))
-
-    def _kernel(self, conv, data_shape):
-        out_hw = conv.output_hw(*data_shape[2:])
-        if self.vbmi and lane_kernel_fits(conv, out_hw) is None:
-            return build_lane_kernel(conv, data_shape, schedule=False, num_cores=self.num_cores)
-        return build_kernel(conv, data_shape, schedule=False, byte_unpack=self.vbmi)
 
 
 @tvm.transform.module_pass(opt_level=0, name="tvm_snn.LowerSubBitConv")
@@ -102,24 +101,25 @@ class LowerSubBitConv:
 
     Parameters
     ----------
-    vbmi : bool
-        Whether the target has AVX-512 VBMI: the lane kernel may be used,
-        and the indices are unpacked 64 at a time.
-    num_cores : int
-        Cores the lane kernel spreads its work over.
+    cpu : schedules.cpu.CpuSpec, optional
+        The target CPU (cores, SIMD width, VBMI: the lane kernel and the
+        64-at-a-time index unpacking); ``CpuSpec()`` by default.
     """
 
-    def __init__(self, vbmi=False, num_cores=2):
-        self.vbmi = vbmi
-        self.num_cores = num_cores
+    def __init__(self, cpu=None):
+        self.cpu = cpu or CpuSpec()
 
     def transform_module(self, mod, _ctx):
-        composites = {gv.name_hint: composite_conv(f) for gv, f in mod.functions_items() if is_subbit_composite(f)}
+        composites = {
+            gv.name_hint: (composite_conv(f), str(f.attrs[ATTR_REPORT]))
+            for gv, f in mod.functions_items()
+            if is_subbit_composite(f)
+        }
         if not composites:
             return mod
-        lowerer = _Lowerer(mod, composites, self.vbmi, self.num_cores)
+        lowerer = _Lowerer(mod, composites, self.cpu)
         for gv, func in list(mod.functions_items()):
-            if isinstance(func, relax.Function) and not is_subbit_composite(func):
+            if isinstance(func, relax.Function) and not is_subbit_composite(func) and not is_offloaded(func):
                 lowerer.builder_.update_func(gv, lowerer.visit_expr(func))
         # A sign op whose only reader was a binary SNN conv is now unused.
         lowered = relax.transform.DeadCodeElimination()(lowerer.builder_.get())

@@ -3,13 +3,23 @@
 Pipeline position: this is the whole pipeline, TVM's CPU pipeline with the SNN
 passes spliced in:
 
-1. DetectSubBitConv, LowerSubBitConv on the imported graph;
-2. TVM's library dispatch and legalization (LegalizeOps ... FuseOps, FuseTIR);
-3. ScheduleSubBitKernels on the fused kernels, ScheduleDenseFallback on the rest;
-4. TVM's dataflow lowering and finalization.
-"""
+1. :func:`graph_passes` on the imported graph: DetectSubBitConv, the offload
+   hook, LowerSubBitConv;
+2. :func:`kernel_passes`: TVM's library dispatch and legalization
+   (LegalizeOps ... FuseOps, FuseTIR), ScheduleSubBitKernels on the fused
+   kernels, ScheduleDenseFallback on the rest, TVM's dataflow lowering and
+   finalization.
 
-import os
+``tvm_snn.compile`` runs the two halves apart, so it can read the layer
+reports from the IR in between (:func:`relay_passes.layer_records.read_reports`);
+:func:`build_pipeline` is both as one pass, for ``tvm.compile``.
+
+The offload hook is a list of passes that run after detection and before
+lowering: an accelerator target (``hw_targets/``, through ``tvm_snn.compiler``)
+claims the composites it can run, wrapping them in functions with a
+``Codegen`` attribute, and LowerSubBitConv lowers the rest. This module
+never imports an accelerator target.
+"""
 
 import tvm
 from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
@@ -18,67 +28,59 @@ from relay_passes.detect_subbit_conv import DetectSubBitConv
 from relay_passes.lower_subbit_conv import LowerSubBitConv
 from relay_passes.schedule_dense_fallback import ScheduleDenseFallback
 from relay_passes.schedule_subbit_kernels import ScheduleSubBitKernels
+from schedules.cpu import CpuSpec
 
 
-def snn_passes(layers, policy=None, vbmi=False, num_cores=2):
-    """Return the SNN graph passes, in order.
+def graph_passes(target, policy=None, offload=()):
+    """The SNN graph passes, in order: detect, the offload hook, lower.
 
     Parameters
     ----------
-    layers : list
-        Receives one ``LayerReport`` per conv from the detection pass.
+    target : tvm.target.Target
+        The CPU the kernels are built for (see ``schedules.cpu.CpuSpec.from_target``).
     policy : LoweringPolicy, optional
         What the detector may lower.
-    vbmi : bool
-        Whether the target has AVX-512 VBMI (see LowerSubBitConv).
-    num_cores : int
-        The target's cores.
+    offload : sequence of tvm.transform.Pass
+        Passes that claim composites before lowering (an accelerator target).
 
     Returns
     -------
     list of tvm.transform.Pass
     """
-    return [DetectSubBitConv(layers, policy), LowerSubBitConv(vbmi, num_cores)]
+    return [DetectSubBitConv(policy), *offload, LowerSubBitConv(CpuSpec.from_target(target))]
 
 
-def target_cores(target):
-    """The target's ``num-cores``, or this machine's core count."""
-    cores = target.attrs.get("num-cores") if hasattr(target, "attrs") else None
-    return int(cores) if cores else (os.cpu_count() or 1)
-
-
-def target_vector_bytes(target):
-    """Bytes of the target's widest SIMD register: 64 (AVX-512), 32 (AVX2) or 16 (NEON, SSE)."""
-    from tvm.target import codegen
-
-    for feature, width in (("avx512f", 64), ("avx2", 32)):
-        if codegen.target_has_features(feature, target):
-            return width
-    return 16
-
-
-def target_has_vbmi(target):
-    """Whether the target has AVX-512 VBMI (byte permutes, multishift)."""
-    from tvm.target import codegen
-
-    return bool(codegen.target_has_features("avx512vbmi", target))
-
-
-def build_pipeline(target, layers, policy=None):
-    """Return the full Relax pipeline for ``target`` as one module pass."""
+def kernel_passes(target):
+    """TVM's CPU passes from dispatch to finalization, with the SNN schedules."""
     cpu = cpu_pipeline
-    passes = (
-        snn_passes(layers, policy, target_has_vbmi(target), target_cores(target))
-        + cpu.library_dispatch_passes(target)
+    return (
+        cpu.library_dispatch_passes(target)
         + cpu.legalize_passes(target)
-        + [ScheduleSubBitKernels(target_cores(target), target_vector_bytes(target)), ScheduleDenseFallback()]
+        + [ScheduleSubBitKernels(), ScheduleDenseFallback()]
         + cpu.dataflow_lower_passes(target)
         + cpu.finalize_passes(target)
     )
 
-    @tvm.transform.module_pass(opt_level=0, name="tvm_snn.Pipeline")
+
+def _in_target(passes, target, name):
+    @tvm.transform.module_pass(opt_level=0, name=name)
     def _pipeline(mod, _ctx):
         with target:
             return tvm.transform.Sequential(passes)(mod)
 
     return _pipeline
+
+
+def run_graph_passes(mod, target, policy=None, offload=()):
+    """Run :func:`graph_passes` on ``mod`` under ``target``; return the lowered module."""
+    return _in_target(graph_passes(target, policy, offload), target, "tvm_snn.GraphPasses")(mod)
+
+
+def lowering_pipeline(target):
+    """:func:`kernel_passes` as one module pass (for a module the graph passes have run on)."""
+    return _in_target(kernel_passes(target), target, "tvm_snn.KernelPasses")
+
+
+def build_pipeline(target, policy=None, offload=()):
+    """The full Relax pipeline for ``target`` as one module pass."""
+    return _in_target(graph_passes(target, policy, offload) + kernel_passes(target), target, "tvm_snn.Pipeline")

@@ -35,6 +35,9 @@ class LayerReport:
         codebook, alpha and bias when lowered, the float32 weight otherwise.
     frontend_tau : int or None
         Tau from the training frontend's metadata, when the model carries it.
+    snn_kernel : str
+        The SNN kernel that runs it (``"pixel-lane"`` or ``"lane"``, see
+        ``schedules.kernels``); empty when it is not lowered.
     """
 
     name: str
@@ -47,6 +50,7 @@ class LayerReport:
     weights: int = 0
     stored_bytes: int = 0
     frontend_tau: int | None = None
+    snn_kernel: str = ""
 
     @property
     def mbit(self):
@@ -64,7 +68,7 @@ class LayerReport:
 def format_table(layers):
     """Format layer reports as a fixed-width text table with totals."""
     header = (
-        f"{'layer':<20} {'kernel':<6} {'tau':>3} {'bits/w':>6} {'act':<6} {'lowered':<7} "
+        f"{'layer':<20} {'kernel':<6} {'tau':>3} {'bits/w':>6} {'act':<6} {'lowered':<7} {'runs on':<10} "
         f"{'Mbit':>7} {'KiB':>8}  reason"
     )
     lines = [header, "-" * len(header)]
@@ -72,7 +76,7 @@ def format_table(layers):
         tau = "-" if layer.tau is None else str(layer.tau)
         lines.append(
             f"{layer.name:<20} {layer.kernel:<6} {tau:>3} {layer.bits_per_weight:>6.3f} {layer.activation:<6} "
-            f"{str(layer.lowered):<7} {layer.mbit:>7.4f} {layer.stored_bytes / BYTES_PER_KIB:>8.1f}  {layer.reason}"
+            f"{str(layer.lowered):<7} {layer.snn_kernel or 'dense':<10} {layer.mbit:>7.4f} {layer.stored_bytes / BYTES_PER_KIB:>8.1f}  {layer.reason}"
         )
     lines.append("-" * len(header))
     lines.append(summary_line(layers))

@@ -9,18 +9,26 @@ default Relax pipeline would leave them as serial loop nests; see
 
 import tvm
 
+from schedules import kernels
 from schedules.dense_cpu import schedule_dense
-from schedules.subbit_lane_schedule import is_lane_kernel
-from schedules.subbit_schedule import is_subbit_kernel
 
 
 @tvm.transform.module_pass(opt_level=0, name="tvm_snn.ScheduleDenseFallback")
 class ScheduleDenseFallback:
-    """Parallelize and vectorize every PrimFunc that is not a sub-bit kernel."""
+    """Parallelize and vectorize every PrimFunc that is not a sub-bit kernel.
+
+    Parameters
+    ----------
+    plan : schedules.dense_cpu.DensePlan, optional
+        The fallback's knobs; the defaults of ``schedules.knobs``.
+    """
+
+    def __init__(self, plan=None):
+        self.plan = plan
 
     def transform_module(self, mod, _ctx):
         functions = dict(mod.functions_items())
         for gv, func in mod.functions_items():
-            if isinstance(func, tvm.tirx.PrimFunc) and not (is_subbit_kernel(func) or is_lane_kernel(func)):
-                functions[gv] = schedule_dense(func)
+            if isinstance(func, tvm.tirx.PrimFunc) and kernels.kernel_kind(func) is None:
+                functions[gv] = schedule_dense(func, self.plan)
         return tvm.IRModule(functions, attrs=mod.attrs, global_infos=mod.global_infos)

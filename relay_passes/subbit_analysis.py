@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import tvm
 from tvm import relax
+from tvm.relax.dpl import is_op, wildcard
 
 from relay_passes.report import LayerReport
 from schedules.subbit import (
@@ -25,6 +26,10 @@ from tvm_snn.errors import FormatError
 
 CONV_OP = "relax.nn.conv2d"
 SIGN_OP = "relax.sign"
+# Any conv2d, and a conv2d of sign(x): the binary form.
+CONV_PATTERN = is_op(CONV_OP)(wildcard(), wildcard())
+SIGN_PATTERN = is_op(SIGN_OP)(wildcard())
+SIGN_CONV_PATTERN = is_op(CONV_OP)(SIGN_PATTERN, wildcard())
 FLOAT_BITS = 32
 FLOAT_BYTES = 4
 # At most this fraction of distinct magnitudes marks a structured (not float) tensor.
@@ -70,7 +75,7 @@ def op_ops(conv, out_hw):
 def is_sign(expr, var2val):
     """Whether ``expr`` is (bound to) ``sign(x)``."""
     value = var2val.get(expr, expr) if isinstance(expr, relax.Var) else expr
-    return isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op) and value.op.name == SIGN_OP
+    return isinstance(value, relax.Call) and SIGN_PATTERN.match(value)
 
 
 def _shape_problem(call, weight_shape):
@@ -121,7 +126,7 @@ def analyze_conv(name, call, var2val, policy):
         weights have the sub-bit form.
     """
     weight_expr = call.args[1]
-    activation = "binary" if is_sign(call.args[0], var2val) else "float"
+    activation = "binary" if SIGN_CONV_PATTERN.match(call, var2val) else "float"
     weight_shape = _shape(weight_expr)
     kernel = weight_shape[2:]
     label = f"{kernel[0]}x{kernel[1]}"

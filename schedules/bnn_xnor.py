@@ -25,22 +25,20 @@ import numpy as np
 import tvm
 from tvm import te, tirx, topi
 
+from schedules.cpu import CpuSpec
+from schedules.knobs import ACC_REGISTERS, BNN_CHANNEL_BLOCK, FLOAT_LANES
+from schedules.plan import PLAN_ANNOTATION, Plan, divisors, plan_of
+from schedules.schedule_helpers import largest_divisor
 from schedules.subbit import as_padding, as_pair, conv_output_hw
-from schedules.subbit_schedule import largest_divisor
+from schedules.tir_build import FLOAT_DTYPE, INT_DTYPE, TIR_INDEX_DTYPE
 from tvm_snn.errors import FormatError
 
 WORD_BITS = 32
 WORD_DTYPE = "uint32"
-ACC_DTYPE = "int32"
-FLOAT_DTYPE = "float32"
-INDEX_DTYPE = "int64"
-VECTOR_LANES = 16
-ACC_REGISTERS = 24
-CHANNEL_BLOCK = 4
-MIN_PARALLEL_WORK = 1 << 14
-BLOCK_BITS = "bnn_bits"
-BLOCK_ACC = "bnn_acc"
-BLOCK_OUT = "bnn_out"
+BNN_KIND = "bnn"
+BNN_BLOCK_BITS = "bnn_bits"
+BNN_BLOCK_ACC = "bnn_acc"
+BNN_BLOCK_OUT = "bnn_out"
 
 
 @dataclass(frozen=True)
@@ -117,17 +115,62 @@ def bnn_reference(x, conv):
     return (acc * conv.alpha[None, :, None, None].astype(np.float64)).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class BnnPlan(Plan):
+    """The knobs of the BNN kernel.
+
+    Attributes
+    ----------
+    pixel_vectors : int
+        Vectors of output pixels (16 each) per register block.
+    channel_block : int
+        Output channels per register block.
+    num_cores : int
+        Cores the rows (or, with few rows, the channel blocks) spread over.
+    """
+
+    KIND = BNN_KIND
+
+    pixel_vectors: int
+    channel_block: int
+    num_cores: int
+
+    @classmethod
+    def default(cls, conv, data_shape, cpu):
+        """The hand choices: ``BNN_CHANNEL_BLOCK`` channels' worth of pixel vectors, then channels."""
+        vectors = _row(_out_hw(conv, data_shape)[1]) // FLOAT_LANES
+        per_block = largest_divisor(vectors, ACC_REGISTERS // BNN_CHANNEL_BLOCK)
+        block = largest_divisor(conv.signs.shape[0], ACC_REGISTERS // per_block)
+        return cls(pixel_vectors=per_block, channel_block=block, num_cores=cpu.num_cores)
+
+    @classmethod
+    def space(cls, conv, data_shape, cpu):
+        """``{knob: legal values}``: divisors of the row's vectors and of the channels."""
+        vectors = _row(_out_hw(conv, data_shape)[1]) // FLOAT_LANES
+        return {
+            "pixel_vectors": divisors(vectors, ACC_REGISTERS),
+            "channel_block": divisors(conv.signs.shape[0], ACC_REGISTERS),
+            "num_cores": tuple(range(1, cpu.num_cores + 1)),
+        }
+
+
+def _out_hw(conv, data_shape):
+    _, _, kh, kw = conv.signs.shape
+    return conv_output_hw(tuple(data_shape[2:]), (kh, kw), conv.stride, conv.padding, (1, 1))
+
+
 def _row(out_w):
-    return -(-out_w // VECTOR_LANES) * VECTOR_LANES
+    return -(-out_w // FLOAT_LANES) * FLOAT_LANES
 
 
-def build_te(conv, data_shape):
-    """Define the BNN kernel in TE: placeholders (data, weight bits, alpha) and the output."""
+def build_te(conv, data_shape, plan):
+    """Define the BNN kernel in TE: placeholders (data, weight bits, alpha) and the output
+    (which carries ``plan`` for :func:`schedule`)."""
     n_batch, channels, height, width = data_shape
     o, c, kh, kw = conv.signs.shape
     if channels != c:
         raise FormatError(f"input has {channels} channels, the conv takes {c}")
-    out_h, out_w = conv_output_hw((height, width), (kh, kw), conv.stride, conv.padding, (1, 1))
+    out_h, out_w = _out_hw(conv, data_shape)
     row, words = _row(out_w), conv.words
     (sh, sw), (top, left, bottom, right) = conv.stride, conv.padding
     right = max(right, (row - 1) * sw + kw - width - left)
@@ -145,47 +188,49 @@ def build_te(conv, data_shape):
             word = word | (negative.astype(WORD_DTYPE) << b)
         return word
 
-    bits = te.compute((n_batch, words, hp, wp), pack, name=BLOCK_BITS)
+    bits = te.compute((n_batch, words, hp, wp), pack, name=BNN_BLOCK_BITS)
     rw, ry, rx = te.reduce_axis((0, words), "w"), te.reduce_axis((0, kh), "ky"), te.reduce_axis((0, kw), "kx")
 
     def accumulate(n, oc, y, x):
         iy, ix = y * sh + ry, x * sw + rx
         inside = tirx.all(iy >= top, iy < top + height, ix >= left, ix < left + width)
-        valid = tirx.min(WORD_BITS, c - rw * WORD_BITS).astype(ACC_DTYPE)
-        ones = tirx.popcount(bits[n, rw, iy, ix] ^ wbits[oc, ry, rx, rw]).astype(ACC_DTYPE)
-        return te.sum(tirx.Select(inside, valid - 2 * ones, tirx.const(0, ACC_DTYPE)), axis=[ry, rx, rw])
+        valid = tirx.min(WORD_BITS, c - rw * WORD_BITS).astype(INT_DTYPE)
+        ones = tirx.popcount(bits[n, rw, iy, ix] ^ wbits[oc, ry, rx, rw]).astype(INT_DTYPE)
+        return te.sum(tirx.Select(inside, valid - 2 * ones, tirx.const(0, INT_DTYPE)), axis=[ry, rx, rw])
 
-    acc = te.compute((n_batch, o, out_h, row), accumulate, name=BLOCK_ACC)
+    acc = te.compute((n_batch, o, out_h, row), accumulate, name=BNN_BLOCK_ACC)
     out = te.compute(
-        (n_batch, o, out_h, out_w), lambda n, oc, y, x: acc[n, oc, y, x].astype(FLOAT_DTYPE) * alpha[oc], name=BLOCK_OUT
+        (n_batch, o, out_h, out_w), lambda n, oc, y, x: acc[n, oc, y, x].astype(FLOAT_DTYPE) * alpha[oc],
+        name=BNN_BLOCK_OUT,
+        attrs={PLAN_ANNOTATION: plan.to_json()},
     )
     return [data, wbits, alpha, out]
 
 
-def schedule(func, num_cores=2):
-    """CPU schedule: parallel rows, a block of channels x pixel vectors in registers."""
+def schedule(func):
+    """CPU schedule: parallel rows, a block of channels x pixel vectors in registers
+    (the knobs from the :class:`BnnPlan` on the output block)."""
     sch = tvm.s_tir.Schedule(func)
-    acc = sch.get_sblock(BLOCK_ACC)
+    plan = plan_of(sch, BNN_BLOCK_OUT, BnnPlan)
+    acc = sch.get_sblock(BNN_BLOCK_ACC)
     n, o, y, x, ry, rx, rw = sch.get_loops(acc)
-    n_out, o_out, out_h, row = (int(v.dom.extent) for v in sch.get(acc).iter_vars[:4])
-    vectors = row // VECTOR_LANES
-    per_block = largest_divisor(vectors, ACC_REGISTERS // CHANNEL_BLOCK)
-    block = largest_divisor(o_out, ACC_REGISTERS // per_block)
-    x_o, x_v, x_l = sch.split(x, [None, per_block, VECTOR_LANES])
+    n_out, _, out_h, row = (int(v.dom.extent) for v in sch.get(acc).iter_vars[:4])
+    per_block, block = plan.pixel_vectors, plan.channel_block
+    x_o, x_v, x_l = sch.split(x, [None, per_block, FLOAT_LANES])
     o_o, o_i = sch.split(o, [None, block])
     sch.reorder(n, y, x_o, o_o, ry, rx, rw, o_i, x_v, x_l)
     item = sch.fuse(n, y, x_o)
-    out = sch.get_sblock(BLOCK_OUT)
+    out = sch.get_sblock(BNN_BLOCK_OUT)
     sch.reverse_compute_at(out, o_o, preserve_unit_loops=True)
     sch.unroll(o_i)
     sch.unroll(x_v)
     sch.vectorize(x_l)
-    if n_out * out_h * (row // (per_block * VECTOR_LANES)) >= num_cores:
+    if n_out * out_h * (row // (per_block * FLOAT_LANES)) >= plan.num_cores:
         sch.parallel(item)
     else:
         sch.parallel(o_o)
     sch.decompose_reduction(acc, ry)
-    bits = sch.get_sblock(BLOCK_BITS)
+    bits = sch.get_sblock(BNN_BLOCK_BITS)
     sch.compute_inline(sch.get_sblock("bnn_pad"))
     b_loops = sch.get_loops(bits)
     if n_out * int(sch.get(bits).iter_vars[1].dom.extent) * int(sch.get(bits).iter_vars[2].dom.extent) > 1:
@@ -194,8 +239,17 @@ def schedule(func, num_cores=2):
     return sch.mod["main"]
 
 
-def build_kernel(conv, data_shape, num_cores=2):
-    """Build the BNN kernel for ``conv`` on NCHW inputs of ``data_shape``.
+def build_kernel(conv, data_shape, cpu=None, plan=None):
+    """Build and schedule the BNN kernel for ``conv`` on NCHW inputs of ``data_shape``.
+
+    Parameters
+    ----------
+    conv : BinaryConv
+    data_shape : tuple of int
+    cpu : CpuSpec, optional
+        Default ``CpuSpec()``.
+    plan : BnnPlan, optional
+        Other knobs than :meth:`BnnPlan.default`, checked against its space.
 
     Returns
     -------
@@ -206,7 +260,12 @@ def build_kernel(conv, data_shape, num_cores=2):
     """
     if not isinstance(conv, BinaryConv):
         raise TypeError(f"expected a BinaryConv, got {type(conv).__name__}")
-    args = build_te(conv, tuple(int(d) for d in data_shape))
-    func = schedule(te.create_prim_func(args, index_dtype_override=INDEX_DTYPE), num_cores)
+    cpu = cpu or CpuSpec()
+    shape = tuple(int(d) for d in data_shape)
+    if shape[1] != conv.signs.shape[1]:
+        raise FormatError(f"input has {shape[1]} channels, the conv takes {conv.signs.shape[1]}")
+    plan = BnnPlan.default(conv, shape, cpu) if plan is None else plan.validate(conv, shape, cpu)
+    args = build_te(conv, shape, plan)
+    func = schedule(te.create_prim_func(args, index_dtype_override=TIR_INDEX_DTYPE))
     constants = (conv.packed_weight(), np.ascontiguousarray(conv.alpha, dtype=np.float32))
     return func, constants, tuple(int(d) for d in args[-1].shape)

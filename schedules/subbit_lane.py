@@ -30,83 +30,46 @@ the pixel-lane kernel spends 1/16 of an add and 1/16 of a scalar load.
 import numpy as np
 from tvm import te, tirx
 
-from schedules.subbit import KERNEL_3X3, pack_indices
-from schedules.subbit_pad import MIN_PARALLEL_WORK
+from schedules.knobs import MIN_PARALLEL_WORK
+from schedules.lane_plan import (
+    CHANNEL_LANES,
+    ROW_LENGTH,
+    ROWS,
+    TABLE_BYTES,
+    TILE_PIXELS,
+    lane_kernel_fits,
+    lane_tile,
+)
+from schedules.plan import PLAN_ANNOTATION
+from schedules.subbit import pack_indices
+from schedules.subbit_pad import tiled_input
 from schedules.subbit_tir import (
-    BINARY_LANES,
     BLOCK_IDX,
     BLOCK_OUT,
-    FLOAT_DTYPE,
-    INDEX_DTYPE,
-    INT8_LIMIT,
-    INT16_LIMIT,
-    SEGMENTS_3X3,
-    UNPACK_TAIL_BYTES,
     SubBitKernel,
     checked_output_hw,
-    choose_tile,
     kernel_placeholders,
     segment_table,
     segment_value,
-    tiled_input,
     with_scales,
 )
 from schedules.subbit_unpack import VPERMB, byte_lanes, unpack_bytes
-from schedules.tir_build import index, loop, ramp, seq, unrolled
+from schedules.tir_build import (
+    BYTE_DTYPE,
+    FLOAT_DTYPE,
+    TIR_INDEX_DTYPE,
+    index,
+    loop,
+    ramp,
+    seq,
+    unrolled,
+)
 from tvm_snn.errors import FormatError
 
 BLOCK_LANE_SEG = "snn_lane_seg"
 BLOCK_LANE = "snn_lane"
-# Output channels per vector (int8 lanes) and bytes of a permute table.
-CHANNEL_LANES = 64
-TABLE_BYTES = 64
-# A 3x3 row has 3 signs; k/-k symmetry leaves the 4 patterns with the last one positive.
-ROWS, ROW_LENGTH = SEGMENTS_3X3
-ROW_PATTERNS = 1 << (ROW_LENGTH - 1)
-# Pixels per tile: 4 row patterns x 16 pixels fill one 64-byte segment table.
-TILE_PIXELS = TABLE_BYTES // ROW_PATTERNS
-# 64 codewords fill one permute table.
-MAX_LANE_TAU = 6
-ACC_DTYPE = "int16"
-BYTE_DTYPE = "int8"
+LANE_ACC_DTYPE = "int16"
 VPERMT2B = "llvm.x86.avx512.vpermi2var.qi.512"
-# The packed stream's zero tail (see schedules.subbit_unpack).
-LANE_TAIL_BYTES = UNPACK_TAIL_BYTES
-# Parallel items per core that even out without equal counts (see subbit_schedule).
-ITEMS_PER_CORE = 4
-# Below this many output channels the per-unit tables cost more than the
-# gather saves (4x4, batch 1: 0.78x at 128 channels, 1.4x at 256).
-MIN_LANE_CHANNELS = 256
-
-
-def lane_tile(out_hw):
-    """The tile of the lane kernel: at most 16 pixels, stacked rows (see :func:`choose_tile`)."""
-    return choose_tile(out_hw, binary=False)
-
-
-def lane_kernel_fits(conv, out_hw):
-    """Why the lane kernel does not apply to ``conv`` on outputs of ``out_hw``, or None if it does.
-
-    It takes binary 3x3 convs with at most 64 codewords and at least 256
-    output channels in whole vectors, on images whose pixel-lane tiles
-    leave vectors partly empty (fewer than 64 pixels) and whose lane tiles
-    hold 16 pixels.
-    """
-    if conv.activation != "binary":
-        return "float activations"
-    if conv.kernel_size != KERNEL_3X3:
-        return "not a 3x3 kernel"
-    if conv.tau > MAX_LANE_TAU:
-        return f"tau {conv.tau} > {MAX_LANE_TAU}"
-    if conv.out_channels % CHANNEL_LANES or conv.out_channels < MIN_LANE_CHANNELS:
-        return f"{conv.out_channels} output channels: fewer than {MIN_LANE_CHANNELS} or not whole vectors"
-    if conv.num_units * conv.unit_size > INT16_LIMIT:
-        return "too many units for an int16 accumulator"
-    if choose_tile(out_hw, binary=True).pixels >= BINARY_LANES:
-        return "the pixel-lane kernel fills its vectors"
-    if lane_tile(out_hw).pixels != TILE_PIXELS:
-        return f"tiles of {lane_tile(out_hw).pixels} pixels, not {TILE_PIXELS}"
-    return None
 
 
 def pixels_per_table(tau):
@@ -144,38 +107,20 @@ def lane_constants(conv):
     return with_scales(conv, packed, permute_table(conv))
 
 
-def chunk_units(conv):
-    """Units summed in int8 before widening: the largest divisor of the unit
-    count whose sums stay exact (``127 // 9``)."""
-    limit = INT8_LIMIT // conv.unit_size
-    return max(d for d in range(1, limit + 1) if conv.num_units % d == 0)
-
-
-def unit_parts(tiles, chunks, num_cores):
-    """Parts to split a tile's unit chunks into so the cores get even work.
-
-    Each part sums its units into its own accumulator; the epilogue adds
-    the parts. A power of two dividing the chunk count.
-    """
-    parts = 1
-    while tiles * parts % num_cores and tiles * parts < ITEMS_PER_CORE * num_cores and chunks % (parts * 2) == 0:
-        parts *= 2
-    return parts
-
-
-def _gather_body(conv, shape, parts, num_cores):
+def _gather_body(conv, shape, plan):
     """The TIR of ``snn_lane``: builds ``acc`` from the segment tables, indices and permute table."""
     n_batch, tiles_h, tiles_w = shape
     units, out_channels = conv.num_units, conv.out_channels
     codewords, per_table = 1 << conv.tau, pixels_per_table(conv.tau)
     tables = TILE_PIXELS // per_table
-    chunk = chunk_units(conv)
+    chunk, parts = plan.chunk, plan.parts
     chunks = units // chunk // parts  # per part
     blocks = out_channels // CHANNEL_LANES
     items = n_batch * tiles_h * tiles_w * parts
     work = items * chunks * chunk * out_channels * TILE_PIXELS
-    kind = tirx.ForKind.PARALLEL if num_cores > 1 and items > 1 and work >= MIN_PARALLEL_WORK else tirx.ForKind.SERIAL
-    byte_vec, acc_vec = f"{BYTE_DTYPE}x{TABLE_BYTES}", f"{ACC_DTYPE}x{CHANNEL_LANES}"
+    parallel = plan.num_cores > 1 and items > 1 and work >= MIN_PARALLEL_WORK
+    kind = tirx.ForKind.PARALLEL if parallel else tirx.ForKind.SERIAL
+    byte_vec, acc_vec = f"{BYTE_DTYPE}x{TABLE_BYTES}", f"{LANE_ACC_DTYPE}x{CHANNEL_LANES}"
 
     def build(seg, idx, perm, acc):
         def item_body(item):
@@ -195,7 +140,7 @@ def _gather_body(conv, shape, parts, num_cores):
                     blocks,
                     lambda b: tirx.BufferStore(
                         acc,
-                        tirx.Broadcast(tirx.const(0, ACC_DTYPE), CHANNEL_LANES),
+                        tirx.Broadcast(tirx.const(0, LANE_ACC_DTYPE), CHANNEL_LANES),
                         [part, n, th, tw, index(t), ramp(b * CHANNEL_LANES, CHANNEL_LANES)],
                     ),
                     "zb",
@@ -273,17 +218,18 @@ def _gather_body(conv, shape, parts, num_cores):
     return build
 
 
-def build_lane_te(conv, data_shape, num_cores=2):
+def build_lane_te(conv, data_shape, plan):
     """Define the lane kernel in TE (see the module docstring).
 
     Parameters
     ----------
     conv : SubBitConv
-        A conv for which :func:`lane_kernel_fits` holds.
+        A conv for which :func:`~schedules.lane_plan.lane_kernel_fits` holds.
     data_shape : tuple of int
         The NCHW input shape.
-    num_cores : int
-        Cores to spread the tiles (and, with few tiles, unit chunks) over.
+    plan : LanePlan
+        The unit chunks, their parts and the cores (annotated on the
+        output block for the schedule).
 
     Returns
     -------
@@ -295,12 +241,13 @@ def build_lane_te(conv, data_shape, num_cores=2):
     reason = lane_kernel_fits(conv, out_hw)
     if reason is not None:
         raise FormatError(f"the lane kernel does not apply: {reason}")
+    plan.check_joint(conv, data_shape)
     tile = lane_tile(out_hw)
     data, packed, perm, alpha, bias = kernel_placeholders(conv, data_shape, lane_constants(conv), "perm")
 
     padded = tiled_input(data, conv, tile, binary=True)
     segment = segment_value(padded, conv, tile, BYTE_DTYPE)
-    tiles_h, tiles_w = tile.out_h // tile.rows, tile.row // tile.width
+    tiles_h, tiles_w = tile.grid
 
     def lane_segment(n, th, tw, u, s, f):
         q, t = f // TILE_PIXELS, f % TILE_PIXELS
@@ -308,14 +255,14 @@ def build_lane_te(conv, data_shape, num_cores=2):
 
     seg_shape = (n_batch, tiles_h, tiles_w, conv.num_units, ROWS, TABLE_BYTES)
     seg = te.compute(seg_shape, lane_segment, name=BLOCK_LANE_SEG)
-    idx = unpack_bytes(packed, (conv.num_units, conv.out_channels), conv.tau, num_cores, name=BLOCK_IDX)
-    parts = unit_parts(n_batch * tiles_h * tiles_w, conv.num_units // chunk_units(conv), num_cores)
+    idx = unpack_bytes(packed, (conv.num_units, conv.out_channels), conv.tau, plan.num_cores, name=BLOCK_IDX)
+    parts = plan.parts
     acc = te.extern(
         [(parts, n_batch, tiles_h, tiles_w, TILE_PIXELS, conv.out_channels)],
         [seg, idx, perm],
-        lambda ins, outs: _gather_body(conv, (n_batch, tiles_h, tiles_w), parts, num_cores)(*ins, outs[0]),
+        lambda ins, outs: _gather_body(conv, (n_batch, tiles_h, tiles_w), plan)(*ins, outs[0]),
         name=BLOCK_LANE,
-        dtype=[ACC_DTYPE],
+        dtype=[LANE_ACC_DTYPE],
     )
 
     def epilogue(n, o, oh, ow):
@@ -327,24 +274,22 @@ def build_lane_te(conv, data_shape, num_cores=2):
         value = total.astype(FLOAT_DTYPE) * alpha[o]
         return value + bias[o] if bias is not None else value
 
-    out = te.compute((n_batch, conv.out_channels, *out_hw), epilogue, name=BLOCK_OUT)
+    out = te.compute(
+        (n_batch, conv.out_channels, *out_hw), epilogue, name=BLOCK_OUT, attrs={PLAN_ANNOTATION: plan.to_json()}
+    )
     inputs = [data, packed, perm, alpha] + ([bias] if bias is not None else [])
     return [*inputs, out]
 
 
-def build_lane_kernel(conv, data_shape, schedule=True, num_cores=2):
-    """Build the lane kernel for ``conv`` on inputs of ``data_shape`` (see :func:`build_lane_te`).
+def build_lane_kernel(conv, data_shape, plan):
+    """Build the unscheduled lane kernel for ``conv`` on inputs of ``data_shape``
+    (see :func:`build_lane_te`; the schedule is in :mod:`schedules.subbit_lane_schedule`).
 
     Returns
     -------
     SubBitKernel
     """
-    from schedules.subbit_lane_schedule import schedule_lane_kernel
-
-    args = build_lane_te(conv, tuple(int(d) for d in data_shape), num_cores)
-    func = te.create_prim_func(args, index_dtype_override=INDEX_DTYPE)
-    if schedule:
-        func = schedule_lane_kernel(func, num_cores)
+    args = build_lane_te(conv, tuple(int(d) for d in data_shape), plan)
+    func = te.create_prim_func(args, index_dtype_override=TIR_INDEX_DTYPE)
     out_shape = tuple(int(d) for d in args[-1].shape)
-    return SubBitKernel(func=func, constants=lane_constants(conv), out_shape=out_shape)
-
+    return SubBitKernel(func=func, constants=lane_constants(conv), out_shape=out_shape, plan=plan)

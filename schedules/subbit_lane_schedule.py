@@ -3,21 +3,23 @@
 The index unpacking and the gather (``snn_idx``, ``snn_lane``) are
 hand-written TIR and come scheduled. This schedules the TE stages around
 them: the segment tables (a vector of 16 pixels per row pattern) and the
-epilogue with what FuseOps appended.
+epilogue with what FuseOps appended. The cores come from the kernel's
+:class:`~schedules.lane_plan.LanePlan`, annotated on its output block.
 """
 
 import tvm
 
-from schedules.subbit_lane import BLOCK_LANE, BLOCK_LANE_SEG, TILE_PIXELS
-from schedules.subbit_pad import MIN_PARALLEL_WORK
-from schedules.subbit_schedule import has_block, inline_epilogue, work
+from schedules.knobs import MIN_PARALLEL_WORK
+from schedules.lane_plan import TILE_PIXELS, LanePlan
+from schedules.plan import plan_of
+from schedules.schedule_helpers import has_blocks, inline_epilogue, work
+from schedules.subbit_lane import BLOCK_LANE, BLOCK_LANE_SEG
 from schedules.subbit_tir import BLOCK_OUT
 
 
 def is_lane_kernel(func):
     """Whether a PrimFunc contains the lane kernel's stages (also after fusion)."""
-    sch = tvm.s_tir.Schedule(func)
-    return all(has_block(sch, name) for name in (BLOCK_LANE_SEG, BLOCK_LANE, BLOCK_OUT))
+    return has_blocks(func, (BLOCK_LANE_SEG, BLOCK_LANE, BLOCK_OUT))
 
 
 def _parallel_if_large(sch, block, loop):
@@ -25,21 +27,20 @@ def _parallel_if_large(sch, block, loop):
         sch.parallel(loop)
 
 
-def schedule_lane_kernel(func, num_cores=2):
+def schedule_lane_kernel(func):
     """Schedule a lane kernel, alone or fused with an elementwise epilogue.
 
     Parameters
     ----------
     func : tvm.tirx.PrimFunc
         A function for which :func:`is_lane_kernel` holds.
-    num_cores : int
-        Cores to spread the stages over (1: no parallel loops).
 
     Returns
     -------
     tvm.tirx.PrimFunc
     """
     sch = tvm.s_tir.Schedule(func)
+    plan = plan_of(sch, BLOCK_OUT, LanePlan)
     seg = sch.get_sblock(BLOCK_LANE_SEG)
     n, th, tw, u, _, f = sch.get_loops(seg)
     patterns, pixels = sch.split(f, [None, TILE_PIXELS])
@@ -53,7 +54,7 @@ def schedule_lane_kernel(func, num_cores=2):
     channel_loop = sch.fuse(n, o)
     sch.vectorize(sch.fuse(oh, ow))
 
-    if num_cores > 1:
+    if plan.num_cores > 1:
         _parallel_if_large(sch, seg, outer)
         _parallel_if_large(sch, out, channel_loop)
     return sch.mod["main"]

@@ -1,7 +1,10 @@
-"""The sub-bit kernel's padded input, written as plain loops without conditions.
+"""The sub-bit kernels' padded input: its layout, and the stage written as plain loops.
 
-``snn_pad`` holds the input at row ``y * sh + ry - top`` and column
-``x * sw + k * step - left`` (see :func:`schedules.subbit_tir._planar_pad`),
+:func:`tiled_input` picks the layout that the tiles of a kernel read
+(:class:`PaddedInput`: the planes, the memory order, shifted taps), and
+:func:`padded_input` builds it. ``snn_pad`` holds the input at row
+``y * sh + ry - top`` and column ``x * sw + k * step - left`` (see
+:func:`_planar_pad`),
 0 where that falls outside the image. A TE compute would test every
 element (``if_then_else``), which TVM cannot vectorize. Here the bounds
 are constants: for each plane ``k``, the columns that read the image form
@@ -12,18 +15,18 @@ per row, none per element). No load leaves the input.
 With binary activations the copy stores ``sign(x)`` as int8.
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 from tvm import te, tirx
 
-from schedules.tir_build import index, loop, seq
+from schedules.knobs import MIN_PARALLEL_WORK
+from schedules.tir_build import FLOAT_DTYPE, SIGN_DTYPE, index, loop, seq, sign_int8
 
 BLOCK_PAD = "snn_pad"
 # Elements per vector piece of a row (a zmm of int8, four of float32).
 PIECE_LANES = 64
-# Pads smaller than this run on one core: a parallel region costs a fork and a join.
-MIN_PARALLEL_WORK = 1 << 12
 
 
 @dataclass(frozen=True)
@@ -173,3 +176,107 @@ def padded_input(data, geometry, value, dtype):
         return loop(n_batch * channels, by_channel, "nc", kind)
 
     return te.extern([shape], [data], lambda ins, outs: build(ins[0], outs[0]), name=BLOCK_PAD, dtype=[dtype])
+
+
+@dataclass(frozen=True)
+class PaddedInput:
+    """The zero-padded input (see :func:`_planar_pad`) and its memory order.
+
+    Row-major (``[n, ry, y, c, k, x]``) keeps the rows one tile reads, of
+    every channel, in one contiguous block, so a batch larger than L2 still
+    streams through the prefetchers; channel-major (``[n, c, ry, k, y, x]``)
+    keeps a channel's rows adjacent, which stacked-row tiles need.
+    """
+
+    tensor: te.Tensor
+    row_major: bool
+    # One plane of unshifted rows (see _shifted_taps): taps read it shifted,
+    # masked to columns [0, mask_width) when mask_width > 0; zero guard rows
+    # above and below each channel take the reads past the first and last row.
+    shifted_taps: bool = False
+    mask_width: int = 0
+    guard_rows: int = 0
+
+    def at(self, n, c, ry, k, y, x):
+        """The padded input at channel ``c``, row phase ``ry``, plane ``k``, row ``y``, column ``x``."""
+        if self.row_major:
+            return self.tensor[n, ry, y, c, k, x]
+        return self.tensor[n, c, ry, k, y, x]
+
+
+def _planar_pad(data, padding, stride, planes, step, width, row_major, binary):
+    """The zero-padded input at row ``y * sh + ry``, column ``x * sw + k * step``,
+    for ``x < width``, as a :class:`PaddedInput` (``sign(x)`` in int8 if ``binary``).
+
+    The planes make every tap a contiguous read (see :func:`column_tap`):
+    ``sw`` column phases (``step = 1``), or, when short rows are stacked into
+    one vector, one plane per column tap (``step = dw``), each as wide as a
+    padded output row, so the stacked rows are contiguous too. The stage is
+    built by :func:`schedules.subbit_pad.padded_input`.
+    """
+    height = int(data.shape[2])
+    top, left, bottom, _ = padding
+    rows = -(-(height + top + bottom) // stride[0])
+    geometry = PadGeometry(top, left, tuple(stride), planes, step, rows, width, row_major)
+    if binary:
+        tensor = padded_input(data, geometry, sign_int8, SIGN_DTYPE)
+    else:
+        tensor = padded_input(data, geometry, lambda value: value, FLOAT_DTYPE)
+    return PaddedInput(tensor, row_major)
+
+
+def _shifted_taps(conv, tile, in_width):
+    """Whether stacked-row tiles read one plane of unshifted rows, instead of
+    one shifted plane per column tap (a third of the pad's writes).
+
+    That needs stride 1 and rows at least as wide as the input: a tap is the
+    stacked rows' vector shifted by the tap's column offset. A tap that
+    falls past a row's end reads the row's zero tail, or the next row's
+    head, which is masked (see :func:`_column_reach`).
+    """
+    return tile.rows > 1 and conv.kernel_size[1] > 1 and conv.stride == (1, 1) and in_width <= tile.row
+
+
+def _column_reach(conv):
+    """How far a column tap reaches before or after its output column."""
+    left, dw = conv.padding[1], conv.dilation[1]
+    return max(left, (conv.kernel_size[1] - 1) * dw - left)
+
+
+def _column_layout(conv, tile, padded_width):
+    """``(planes, step, width)`` of the padded input for :func:`_planar_pad`."""
+    sw, dw, kw = conv.stride[1], conv.dilation[1], conv.kernel_size[1]
+    if tile.rows > 1 and kw > 1:
+        return kw, dw, tile.row
+    return sw, 1, -(-padded_width // sw)
+
+
+def column_tap(conv, tile, e, ow):
+    """(plane, column) holding column tap ``e`` of output column ``ow``."""
+    sw, dw, kw = conv.stride[1], conv.dilation[1], conv.kernel_size[1]
+    if tile.rows > 1 and kw > 1:
+        return e, ow
+    return (e * dw) % sw, ow + (e * dw) // sw
+
+
+def tiled_input(data, conv, tile, binary):
+    """The padded input (:func:`_planar_pad`) that tiles of ``tile`` read, for
+    outputs padded to whole tiles (``sign(x)`` in int8 if ``binary``)."""
+    height, width = (int(d) for d in data.shape[2:])
+    top, left, bottom, right = conv.padding
+    (sh, sw), (dh, dw) = conv.stride, conv.dilation
+    # Padded rows and columns are read this far (outputs padded to whole tiles).
+    right = max(right, (tile.row - 1) * sw + (conv.kernel_size[1] - 1) * dw + 1 - width - left)
+    bottom = max(bottom, (tile.out_h - 1) * sh + (conv.kernel_size[0] - 1) * dh + 1 - height - top)
+    if _shifted_taps(conv, tile, width):
+        reach = _column_reach(conv)
+        guard = -(-reach // tile.row)  # rows that a tap reaches past a row's ends
+        padding = (top + guard, 0, bottom + guard, 0)
+        padded = _planar_pad(data, padding, conv.stride, 1, 1, tile.row, False, binary)
+        # A zero tail at least as long as the reach needs no mask: the taps past
+        # a row's ends read zeros, at the end of their row or of the row before.
+        mask = width if tile.row - width < reach else 0
+        return dataclasses.replace(padded, shifted_taps=True, mask_width=mask, guard_rows=guard)
+    layout = _column_layout(conv, tile, left + width + right)
+    # With binary activations the pad stores sign(x) in int8, so the responses are exact ints.
+    return _planar_pad(data, (top, left, bottom, right), conv.stride, *layout, tile.rows == 1, binary)

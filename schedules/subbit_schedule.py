@@ -1,15 +1,17 @@
-"""The CPU schedule of the sub-bit kernel (see :mod:`schedules.subbit_tir`).
+"""The CPU schedule of the pixel-lane sub-bit kernel (see :mod:`schedules.subbit_tir`).
 
-The output is cut into tiles (:class:`~schedules.subbit_tir.Tile`) and the
-output channels into ``splits`` parts; a (tile, part) pair is one parallel
-work item. Per item, units are taken ``chunk`` at a time:
+Every knob comes from the kernel's :class:`~schedules.subbit_plan.SubBitPlan`,
+annotated on its output block. The output is cut into tiles
+(:class:`~schedules.subbit_plan.Tile`) and the output channels into
+``channel_splits`` parts; a (tile, part) pair is one parallel work item. Per
+item, units are taken ``unit_group`` at a time:
 
-1. the chunk's responses to every codeword are computed for the tile, from
+1. the group's responses to every codeword are computed for the tile, from
    each unit's segment sums; they are sized to stay in L1
-   (:func:`~schedules.subbit_tir.unit_group`);
-2. output channels are taken ``block`` at a time: the block's accumulators
-   stay in registers (``ACC_REGISTERS``) while each unit of the chunk adds
-   one vector per channel, read at the unit's stored offset;
+   (:func:`~schedules.subbit_plan.unit_group`);
+2. output channels are taken ``register_block`` at a time: the block's
+   accumulators stay in registers while each unit of the group adds one
+   vector per channel, read at the unit's stored offset;
 3. after the last chunk, the epilogue (alpha, bias, and what FuseOps
    appended: residual add, ReLU, the next sign) runs over the tile.
 
@@ -23,7 +25,17 @@ import tvm
 import tvm_ffi
 from tvm import tirx
 
-from schedules.subbit_pad import MIN_PARALLEL_WORK
+from schedules.knobs import MIN_PARALLEL_WORK
+from schedules.plan import plan_of
+from schedules.schedule_helpers import (
+    dtype_bytes,
+    extents,
+    has_block,
+    has_blocks,
+    inline_epilogue,
+    work,
+)
+from schedules.subbit_plan import SubBitPlan
 from schedules.subbit_tir import (
     BLOCK_ACC,
     BLOCK_IDX,
@@ -33,156 +45,62 @@ from schedules.subbit_tir import (
     BLOCK_SEG,
 )
 
-# Vector registers for accumulators (of 32 on AVX-512 and NEON; half on AVX2).
-ACC_REGISTERS = 24
-AVX2_BYTES = 32
-# Items per core that even out without equal counts, and the most channel parts.
-ITEMS_PER_CORE = 4
-MAX_SPLITS = 4
-VECTOR_BYTES = 64
-
-
-def has_block(sch, name):
-    try:
-        sch.get_sblock(name)
-    except tvm.s_tir.schedule.ScheduleError:
-        return False
-    return True
-
 
 def is_subbit_kernel(func):
-    """Whether a PrimFunc contains the sub-bit kernel's stages (also after fusion)."""
-    sch = tvm.s_tir.Schedule(func)
-    return all(has_block(sch, name) for name in (BLOCK_RESP, BLOCK_ACC, BLOCK_OUT))
+    """Whether a PrimFunc contains the pixel-lane kernel's stages (also after fusion)."""
+    return has_blocks(func, (BLOCK_RESP, BLOCK_ACC, BLOCK_OUT))
 
 
-def work(sch, block):
-    total = 1
-    for extent in _extents(sch, block):
-        total *= extent
-    return total
+def _tau(sch, plan):
+    """The kernel's tau, from its response block: ``group * 2**tau * pixels`` per group."""
+    span = extents(sch, sch.get_sblock(BLOCK_RESP))[-1]
+    return (span // (plan.unit_group * plan.tile_rows * plan.tile_width)).bit_length() - 1
 
 
-def _extents(sch, block):
-    return [int(iv.dom.extent) for iv in sch.get(block).iter_vars]
+def schedule_kernel(func):
+    """Schedule a pixel-lane kernel, alone or fused with an elementwise epilogue.
 
-
-def _dtype_bytes(sch, block):
-    return tvm.DataType(str(sch.get(block).writes[0].source.dtype)).bits // 8
-
-
-def inline_epilogue(sch, block):
-    """Merge the chain of elementwise consumers (bias, residual add, ReLU, sign) into ``block``."""
-    while True:
-        consumers = sch.get_consumers(block)
-        if len(consumers) != 1:
-            return
-        try:
-            sch.reverse_compute_inline(consumers[0])
-        except tvm.s_tir.schedule.ScheduleError:
-            return
-
-
-def _has_partial(sch):
-    return has_block(sch, BLOCK_PARTIAL)
-
-
-def largest_divisor(n, at_most):
-    """The largest divisor of ``n`` that is at most ``at_most`` (at least 1)."""
-    return max(d for d in range(1, max(1, min(n, at_most)) + 1) if n % d == 0)
-
-
-def _channel_splits(tiles, out_channels, num_cores):
-    """Parts to split the output channels into, so the cores get even work.
-
-    Every part computes its tile's responses again, so the fewest parts
-    that give each core the same number of items, or enough items to even
-    out (``ITEMS_PER_CORE``). A power of two dividing the channels, at
-    most ``MAX_SPLITS``.
-    """
-    splits = 1
-    while splits < MAX_SPLITS and out_channels % (splits * 2) == 0:
-        items = tiles * splits
-        if items % num_cores == 0 or items >= ITEMS_PER_CORE * num_cores:
-            break
-        splits *= 2
-    return splits
-
-
-def _plan(sch, num_cores, vector_bytes=VECTOR_BYTES):
-    """Tile geometry (from the buffers) and the chunk, block and split sizes."""
-    n_batch, tiles_h, tiles_w, groups, span = _extents(sch, sch.get_sblock(BLOCK_RESP))
-    register_block = sch.get_sblock(BLOCK_PARTIAL if _has_partial(sch) else BLOCK_ACC)
-    (offsets,) = [r.source for r in sch.get(register_block).reads if r.source.name == BLOCK_IDX]
-    units = int(offsets.shape[1])
-    _, out_channels, out_h, row = _extents(sch, sch.get_sblock(BLOCK_ACC))[:4]
-    rows, width = out_h // tiles_h, row // tiles_w
-    pixels = rows * width
-    partial = _has_partial(sch)  # binary: int8 sums per group of units
-    acc_bytes = _dtype_bytes(sch, register_block)
-    vectors = max(1, pixels * acc_bytes // vector_bytes)  # registers per channel's accumulator
-    chunk = units // groups  # units whose responses are computed together (see unit_group)
-    tiles = n_batch * tiles_h * tiles_w
-    splits = _channel_splits(tiles, out_channels, num_cores)
-    registers = ACC_REGISTERS if vector_bytes != AVX2_BYTES else ACC_REGISTERS // 2  # AVX2 has 16
-    block = largest_divisor(out_channels // splits, max(1, registers // vectors))
-    return {
-        "tau": (span // (chunk * pixels)).bit_length() - 1,
-        "rows": rows,
-        "width": width,
-        "chunk": chunk,
-        "partial": partial,
-        "splits": splits,
-        "block": block,
-    }
-
-
-def schedule_kernel(func, num_cores=2, vector_bytes=VECTOR_BYTES):
-    """Schedule a sub-bit kernel, alone or fused with an elementwise epilogue.
+    Every knob comes from the :class:`~schedules.subbit_plan.SubBitPlan`
+    annotated on the kernel's output block.
 
     Parameters
     ----------
     func : tvm.tirx.PrimFunc
         A function for which :func:`is_subbit_kernel` holds.
-    num_cores : int
-        Cores to spread the work over.
-    vector_bytes : int
-        The target's SIMD register width (64 AVX-512, 32 AVX2, 16 NEON):
-        how many output channels' accumulators fit in registers.
 
     Returns
     -------
     tvm.tirx.PrimFunc
     """
     sch = tvm.s_tir.Schedule(func)
-    plan = _plan(sch, num_cores, vector_bytes)
+    plan = plan_of(sch, BLOCK_OUT, SubBitPlan)
 
     acc = sch.get_sblock(BLOCK_ACC)
-    lanes = VECTOR_BYTES // _dtype_bytes(sch, acc)
-    pixels = plan["rows"] * plan["width"]
+    lanes = plan.vector_bytes // dtype_bytes(sch, acc)
+    pixels = plan.tile_rows * plan.tile_width
     n, o, oh, ow, u = sch.get_loops(acc)
-    oh_o, oh_i = sch.split(oh, [None, plan["rows"]])
-    ow_o, ow_i = sch.split(ow, [None, plan["width"]])
-    o_p, o_o, o_i = sch.split(o, [plan["splits"], None, plan["block"]])
-    partial = plan["partial"]
+    oh_o, oh_i = sch.split(oh, [None, plan.tile_rows])
+    ow_o, ow_i = sch.split(ow, [None, plan.tile_width])
+    o_p, o_o, o_i = sch.split(o, [plan.channel_splits, None, plan.register_block])
+    partial = has_block(sch, BLOCK_PARTIAL)  # binary: int8 sums per group of units
     if partial:  # u is the group: the partial sums take the units below o_o
         u_o, units = u, []
     else:
-        u_o, u_i = sch.split(u, [None, plan["chunk"]])
+        u_o, u_i = sch.split(u, [None, plan.unit_group])
         units = [u_i]
     sch.reorder(n, oh_o, ow_o, o_p, u_o, o_o, *units, o_i, oh_i, ow_i)
     item = sch.fuse(n, oh_o, ow_o, o_p)
     pixel = sch.fuse(oh_i, ow_i)  # contiguous: a tile is whole rows or part of one
     p_o, p_i = sch.split(pixel, [None, min(lanes, pixels)])
     if partial:
-        partial_units = _schedule_partial_sums(sch, o_o, pixels)
+        partial_units = _schedule_partial_sums(sch, o_o, pixels, plan.vector_bytes)
 
     out = sch.get_sblock(BLOCK_OUT)
     inline_epilogue(sch, out)
     sch.reverse_compute_at(out, item, preserve_unit_loops=True)
     _vectorize_epilogue(sch, out)
 
-    _schedule_responses(sch, u_o, plan["chunk"], pixels)
+    _schedule_responses(sch, u_o, plan.unit_group, pixels, plan.vector_bytes)
 
     for loop in (o_i, p_o):
         sch.unroll(loop)
@@ -199,7 +117,8 @@ def schedule_kernel(func, num_cores=2, vector_bytes=VECTOR_BYTES):
     if sch.get_loops(unpack):
         if work(sch, unpack) >= MIN_PARALLEL_WORK:
             sch.parallel(sch.get_loops(unpack)[0])
-        _unroll_unpack(sch, plan["tau"])
+        if plan.unroll_unpack:
+            _unroll_unpack(sch, _tau(sch, plan))
     return _drop_offset_masks(sch.mod["main"])
 
 
@@ -237,14 +156,14 @@ def _vectorize_epilogue(sch, out):
     """
     last = sch.get_loops(out)[-1]
     width = int(sch.get(last).extent)
-    out_w = _extents(sch, out)[-1]
+    out_w = extents(sch, out)[-1]
     lanes = math.gcd(out_w, width)
     if lanes < width:
         last = sch.split(last, [None, lanes])[1]
     sch.vectorize(last)
 
 
-def _schedule_partial_sums(sch, block_loop, pixels):
+def _schedule_partial_sums(sch, block_loop, pixels, vector_bytes):
     """Sum a group's int8 responses for a block of channels in registers, under ``block_loop``.
 
     Per unit of the group, each channel of the block adds one vector of
@@ -256,7 +175,7 @@ def _schedule_partial_sums(sch, block_loop, pixels):
     o, _, oh, ow, u = sch.get_loops(partial)[-5:]
     pixel = sch.fuse(oh, ow)
     sch.reorder(u, o, pixel)
-    lanes = min(VECTOR_BYTES // _dtype_bytes(sch, partial), pixels)
+    lanes = min(vector_bytes // dtype_bytes(sch, partial), pixels)
     p_o, p_i = sch.split(pixel, [None, lanes])
     sch.unroll(o)
     sch.unroll(p_o)
@@ -264,12 +183,12 @@ def _schedule_partial_sums(sch, block_loop, pixels):
     return u
 
 
-def _schedule_responses(sch, chunk_loop, chunk, pixels):
+def _schedule_responses(sch, chunk_loop, chunk, pixels, vector_bytes):
     """Compute a chunk's responses, and each unit's segment sums, inside the chunk loop."""
     resp = sch.get_sblock(BLOCK_RESP)
     sch.compute_at(resp, chunk_loop, preserve_unit_loops=True)
     r_u, r_j, r_t = sch.split(sch.get_loops(resp)[-1], [chunk, None, pixels])
-    resp_lanes = min(VECTOR_BYTES // _dtype_bytes(sch, resp), pixels)
+    resp_lanes = min(vector_bytes // dtype_bytes(sch, resp), pixels)
     if _codebook_is_baked(sch, resp):
         # Per unit, every codeword unrolled: its segment patterns are constants
         # and the unit's segment sums stay in L1.
@@ -288,7 +207,7 @@ def _schedule_responses(sch, chunk_loop, chunk, pixels):
     sch.compute_at(seg, seg_at, preserve_unit_loops=True)
     s_q, s_oh, s_ow = sch.get_loops(seg)[-3:]
     s_pixel = sch.fuse(s_oh, s_ow)  # contiguous, like the tile
-    _, s_lanes = sch.split(s_pixel, [None, min(VECTOR_BYTES // _dtype_bytes(sch, seg), pixels)])
+    _, s_lanes = sch.split(s_pixel, [None, min(vector_bytes // dtype_bytes(sch, seg), pixels)])
     sch.unroll(s_q)
     sch.vectorize(s_lanes)
 
@@ -305,7 +224,7 @@ def _unroll_unpack(sch, tau):
     them, each index's byte offset and shift are constants.
     """
     block = sch.get_sblock(BLOCK_IDX)
-    _, units = _extents(sch, block)
+    _, units = extents(sch, block)
     period = 8 // math.gcd(tau, 8)
     if period > 1 and units % period == 0:
         _, inner = sch.split(sch.get_loops(block)[-1], [None, period])

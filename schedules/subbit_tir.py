@@ -19,7 +19,7 @@ kernel is one PrimFunc with these stages (NCHW):
    gather, one vector load at a precomputed offset per unit and channel;
 4. ``snn_out = alpha[o] * acc + bias[o]``.
 
-Outputs are computed on a grid padded to whole tiles (:class:`Tile`): rows
+Outputs are computed on a grid padded to whole tiles (:class:`~schedules.subbit_plan.Tile`): rows
 up to a multiple of 8 or 16, and short rows stacked, so every gather is a
 full vector load.
 
@@ -34,51 +34,36 @@ int32, for very wide layers) accumulator; only the epilogue is float.
 The schedule is in :mod:`schedules.subbit_schedule`.
 """
 
-import dataclasses
-import math
 from dataclasses import dataclass
 
 import numpy as np
 from tvm import te, tirx
 
 from schedules import subbit_unpack as unpack
+from schedules.knobs import MAX_BAKED_TAU
+from schedules.plan import PLAN_ANNOTATION
 from schedules.subbit import BITS_PER_BYTE, KERNEL_1X1, SubBitConv
-from schedules.subbit_pad import PadGeometry, padded_input
+from schedules.subbit_pad import column_tap, tiled_input
+from schedules.subbit_plan import segment_shape
+from schedules.tir_build import (
+    BYTE_DTYPE,
+    FLOAT_DTYPE,
+    INT16_LIMIT,
+    INT_DTYPE,
+    PACKED_DTYPE,
+    TIR_INDEX_DTYPE,
+)
 from tvm_snn.errors import FormatError
 
-FLOAT_DTYPE = "float32"
-INT_DTYPE = "int32"
-SIGN_DTYPE = "int8"
-PACKED_DTYPE = "uint8"
 # Unpacking reads two bytes per index (tau <= 9 spans at most two), 64 per
 # step with VBMI (schedules.subbit_unpack): the packed stream's zero tail.
 UNPACK_TAIL_BYTES = unpack.TAIL_BYTES
-# Lanes of one vector (float32 in a zmm register).
-VECTOR_LANES = 16
-# int8 lanes of one vector: binary responses and partial sums.
-BINARY_LANES = 64
-# Vectors of output pixels per tile.
-TILE_VECTORS = 1
-RESP_DTYPE_BINARY = "int8"
-PARTIAL_DTYPE_BINARY = "int8"
-INT8_LIMIT = 2**7 - 1
-# A tile's responses are computed a group of units at a time, sized to stay in L1.
-RESP_BUDGET_BYTES = 24 * 1024
-# Up to this tau the codebook is compiled into the kernel (see _response_stage);
-# compile time grows with 2**tau (0.6 s at tau=5, 2 s at 7, 9 s at 8 per layer).
-MAX_BAKED_TAU = 7
-# Segments a unit's sum is split into, as (segments, segment length).
-SEGMENTS_3X3 = (3, 3)
-SEGMENTS_1X1 = (2, 4)
-INT16_LIMIT = 2**15 - 1
 BLOCK_IDX = "snn_idx"
 BLOCK_SEG = "snn_seg"
 BLOCK_RESP = "snn_resp"
 BLOCK_ACC = "snn_acc"
 BLOCK_PARTIAL = "snn_partial"
 BLOCK_OUT = "snn_out"
-# Relax legalizes ops with int64 shapes; FuseTIR needs the same buffer types.
-INDEX_DTYPE = "int64"
 
 
 @dataclass(frozen=True)
@@ -90,13 +75,26 @@ class SubBitKernel:
     func : tvm.tirx.PrimFunc
         Arguments: data, then the constants, then the output.
     constants : tuple of numpy.ndarray
-        See :func:`kernel_constants`.
+        See :func:`kernel_constants` (or ``schedules.subbit_lane.lane_constants``).
     out_shape : tuple of int
+    plan : SubBitPlan or LanePlan
+        The knobs it was built with (also annotated on its output block).
     """
 
     func: object
     constants: tuple
     out_shape: tuple
+    plan: object
+
+    @property
+    def kind(self):
+        """``"pixel-lane"`` or ``"lane"``: which kernel this is."""
+        return self.plan.KIND
+
+    @property
+    def stored_bytes(self):
+        """Bytes of the constants the kernel stores: its weights in the artifact."""
+        return sum(array.nbytes for array in self.constants)
 
 
 def kernel_constants(conv):
@@ -120,77 +118,11 @@ def with_scales(conv, index_bytes, table):
     return tuple(constants)
 
 
-def padded_width(out_width):
-    """``out_width`` rounded up to a power of two (short rows) or whole vectors.
-
-    Short rows then stack into full vectors without gaps: a 4x4 output is
-    one vector of 16.
-    """
-    if out_width <= VECTOR_LANES:
-        return 1 << (out_width - 1).bit_length()
-    return -(-out_width // VECTOR_LANES) * VECTOR_LANES
-
-
-def unit_group(conv, pixels):
-    """Units whose responses are computed together: a power of two dividing the unit count.
-
-    The group's responses fit ``RESP_BUDGET_BYTES`` (so they stay in L1);
-    with binary activations the group's int8 sums are exact, so at most
-    ``127 // max|response|`` units. A power of two lets one mask of the
-    stored offset address the group's responses.
-    """
-    binary = conv.activation == "binary"
-    resp_bytes = np.dtype(RESP_DTYPE_BINARY if binary else FLOAT_DTYPE).itemsize
-    limit = RESP_BUDGET_BYTES // ((1 << conv.tau) * pixels * resp_bytes)
-    if binary:
-        limit = min(limit, INT8_LIMIT // conv.unit_size)
-    group = 1
-    while conv.num_units % (group * 2) == 0 and group * 2 <= limit:
-        group *= 2
-    return group
-
-
 def accumulator_dtype(conv):
     """float32 for float activations; int16 or int32 (exact) for binary ones."""
     if conv.activation != "binary":
         return FLOAT_DTYPE
     return "int16" if conv.num_units * conv.unit_size <= INT16_LIMIT else INT_DTYPE
-
-
-@dataclass(frozen=True)
-class Tile:
-    """The output pixels one unit of work covers: ``rows`` x ``width``.
-
-    Outputs are computed on a padded grid of ``out_h x row`` (whole tiles);
-    ``width`` divides ``row``, and ``width < row`` only when ``rows == 1``,
-    so a tile's pixels are contiguous in the accumulator.
-    """
-
-    rows: int
-    width: int
-    row: int
-    out_h: int
-
-    @property
-    def pixels(self):
-        return self.rows * self.width
-
-
-def choose_tile(out_hw, binary, vectors=TILE_VECTORS):
-    """The tile for outputs of ``out_hw``: ``vectors`` full vectors of pixels.
-
-    A vector is 16 float32 or 32 int16 lanes (binary activations). Rows
-    shorter than a tile are stacked, so a vector may span rows; a small
-    image gets a smaller tile rather than rows of padding.
-    """
-    out_h, out_w = out_hw
-    lanes = BINARY_LANES if binary else VECTOR_LANES
-    row = padded_width(out_w)
-    target = min(lanes * vectors, max(row, (1 << (out_h - 1).bit_length()) * row))
-    if row >= target:
-        return Tile(rows=1, width=math.gcd(row, target), row=row, out_h=out_h)
-    rows = target // row  # rows of 1, 2, 4, 8 or 16 outputs stack into a vector
-    return Tile(rows=rows, width=row, row=row, out_h=-(-out_h // rows) * rows)
 
 
 def unpacked_index(packed, tau, position):
@@ -203,13 +135,13 @@ def unpacked_index(packed, tau, position):
     return ((low | (high << BITS_PER_BYTE)) >> (bit % BITS_PER_BYTE)) & ((1 << tau) - 1)
 
 
-def _offset_stage(packed, conv, pixels, group, byte_unpack=False):
+def _offset_stage(packed, conv, pixels, group, plan):
     """``off[o, u]``: where unit ``u``'s response to codeword ``idx[o, u]`` starts
     in its group's responses, ``((u % group) * 2**tau + idx[o, u]) * pixels``
     (int16 when every offset fits).
 
     Unpacked from the tau-bit stream on every call, so the artifact keeps
-    ``tau`` bits per unit: with ``byte_unpack`` (AVX-512 VBMI), 64 at a time
+    ``tau`` bits per unit: with ``plan.byte_unpack`` (AVX-512 VBMI), 64 at a time
     by :mod:`schedules.subbit_unpack` where the unit count allows.
     """
     units, tau = conv.num_units, conv.tau
@@ -217,14 +149,14 @@ def _offset_stage(packed, conv, pixels, group, byte_unpack=False):
     # int16 when the group's responses allow: half the bytes the gather streams.
     dtype = "int16" if group * codewords * pixels <= INT16_LIMIT + 1 else INT_DTYPE
     shape = (conv.out_channels, units)
-    if byte_unpack and unpack.fits(units, tau):
+    if plan.byte_unpack:
         lanes = f"{dtype}x{unpack.LANES}"
 
         def finish(indices, _row, cols):
             group_base = tirx.Cast(lanes, cols % group) * tirx.Broadcast(tirx.const(codewords, dtype), unpack.LANES)
             return (tirx.Cast(lanes, indices) + group_base) * tirx.Broadcast(tirx.const(pixels, dtype), unpack.LANES)
 
-        return unpack.unpack_bytes(packed, shape, tau, name=BLOCK_IDX, finish=finish, dtype=dtype)
+        return unpack.unpack_bytes(packed, shape, tau, plan.num_cores, name=BLOCK_IDX, finish=finish, dtype=dtype)
 
     def offset(o, u):
         index = unpacked_index(packed, tau, o * units + u)
@@ -248,92 +180,6 @@ def segment_table(conv):
     return np.concatenate([table, filler])
 
 
-def segment_shape(conv):
-    """(segments, segment length) of a unit: 3x3 rows, or 1x1 halves."""
-    return SEGMENTS_1X1 if conv.kernel_size == KERNEL_1X1 else SEGMENTS_3X3
-
-
-@dataclass(frozen=True)
-class PaddedInput:
-    """The zero-padded input (see :func:`_planar_pad`) and its memory order.
-
-    Row-major (``[n, ry, y, c, k, x]``) keeps the rows one tile reads, of
-    every channel, in one contiguous block, so a batch larger than L2 still
-    streams through the prefetchers; channel-major (``[n, c, ry, k, y, x]``)
-    keeps a channel's rows adjacent, which stacked-row tiles need.
-    """
-
-    tensor: te.Tensor
-    row_major: bool
-    # One plane of unshifted rows (see _shifted_taps): taps read it shifted,
-    # masked to columns [0, mask_width) when mask_width > 0; zero guard rows
-    # above and below each channel take the reads past the first and last row.
-    shifted_taps: bool = False
-    mask_width: int = 0
-    guard_rows: int = 0
-
-    def at(self, n, c, ry, k, y, x):
-        """The padded input at channel ``c``, row phase ``ry``, plane ``k``, row ``y``, column ``x``."""
-        if self.row_major:
-            return self.tensor[n, ry, y, c, k, x]
-        return self.tensor[n, c, ry, k, y, x]
-
-
-def _planar_pad(data, padding, stride, planes, step, width, row_major, binary):
-    """The zero-padded input at row ``y * sh + ry``, column ``x * sw + k * step``,
-    for ``x < width``, as a :class:`PaddedInput` (``sign(x)`` in int8 if ``binary``).
-
-    The planes make every tap a contiguous read (see :func:`_column_tap`):
-    ``sw`` column phases (``step = 1``), or, when short rows are stacked into
-    one vector, one plane per column tap (``step = dw``), each as wide as a
-    padded output row, so the stacked rows are contiguous too. The stage is
-    built by :func:`schedules.subbit_pad.padded_input`.
-    """
-    height = int(data.shape[2])
-    top, left, bottom, _ = padding
-    rows = -(-(height + top + bottom) // stride[0])
-    geometry = PadGeometry(top, left, tuple(stride), planes, step, rows, width, row_major)
-    if binary:
-        tensor = padded_input(data, geometry, sign_int8, SIGN_DTYPE)
-    else:
-        tensor = padded_input(data, geometry, lambda value: value, FLOAT_DTYPE)
-    return PaddedInput(tensor, row_major)
-
-
-def _shifted_taps(conv, tile, in_width):
-    """Whether stacked-row tiles read one plane of unshifted rows, instead of
-    one shifted plane per column tap (a third of the pad's writes).
-
-    That needs stride 1 and rows at least as wide as the input: a tap is the
-    stacked rows' vector shifted by the tap's column offset. A tap that
-    falls past a row's end reads the row's zero tail, or the next row's
-    head, which is masked (see :func:`_column_reach`).
-    """
-    return tile.rows > 1 and conv.kernel_size[1] > 1 and conv.stride == (1, 1) and in_width <= tile.row
-
-
-def _column_reach(conv):
-    """How far a column tap reaches before or after its output column."""
-    left, dw = conv.padding[1], conv.dilation[1]
-    return max(left, (conv.kernel_size[1] - 1) * dw - left)
-
-
-def _column_layout(conv, tile, padded_width):
-    """``(planes, step, width)`` of the padded input for :func:`_planar_pad`."""
-    sw, dw, kw = conv.stride[1], conv.dilation[1], conv.kernel_size[1]
-    if tile.rows > 1 and kw > 1:
-        return kw, dw, tile.row
-    return sw, 1, -(-padded_width // sw)
-
-
-def _column_tap(conv, tile, e, ow):
-    """(plane, column) holding column tap ``e`` of output column ``ow``."""
-    sw, dw, kw = conv.stride[1], conv.dilation[1], conv.kernel_size[1]
-    if tile.rows > 1 and kw > 1:
-        return e, ow
-    return (e * dw) % sw, ow + (e * dw) // sw
-
-
 def segment_value(padded, conv, tile, dtype):
     """``f(n, u, seg, q, oh, ow)``: segment ``seg`` of unit ``u`` at output ``(oh, ow)``
     under sign pattern ``q`` (bit ``e`` set: element ``e`` is negative), in ``dtype``."""
@@ -350,7 +196,7 @@ def segment_value(padded, conv, tile, dtype):
                 return value
             inside = tirx.all(col >= 0, col < padded.mask_width)
             return tirx.Select(inside, value, tirx.const(0, value.dtype))
-        plane, col = _column_tap(conv, tile, e, ow)
+        plane, col = column_tap(conv, tile, e, ow)
         return padded.at(n, u, (seg * dh) % sh, plane, oh + (seg * dh) // sh, col)
 
     def segment(n, u, seg, q, oh, ow):
@@ -431,38 +277,6 @@ def _response_stage(seg, table, conv, tile, group):
     return te.compute(shape, response, name=BLOCK_RESP)
 
 
-def sign_int8(value):
-    """``sign(value)`` as int8, 0 at 0 (ONNX ``Sign``): idempotent, so the kernel
-    may take either the activation or its sign."""
-    one = tirx.const(1, SIGN_DTYPE)
-    zero = tirx.const(0, SIGN_DTYPE)
-    origin = tirx.const(0, FLOAT_DTYPE)
-    return tirx.Select(value > origin, one, zero) - tirx.Select(value < origin, one, zero)
-
-
-def tiled_input(data, conv, tile, binary):
-    """The padded input (:func:`_planar_pad`) that tiles of ``tile`` read, for
-    outputs padded to whole tiles (``sign(x)`` in int8 if ``binary``)."""
-    height, width = (int(d) for d in data.shape[2:])
-    top, left, bottom, right = conv.padding
-    (sh, sw), (dh, dw) = conv.stride, conv.dilation
-    # Padded rows and columns are read this far (outputs padded to whole tiles).
-    right = max(right, (tile.row - 1) * sw + (conv.kernel_size[1] - 1) * dw + 1 - width - left)
-    bottom = max(bottom, (tile.out_h - 1) * sh + (conv.kernel_size[0] - 1) * dh + 1 - height - top)
-    if _shifted_taps(conv, tile, width):
-        reach = _column_reach(conv)
-        guard = -(-reach // tile.row)  # rows that a tap reaches past a row's ends
-        padding = (top + guard, 0, bottom + guard, 0)
-        padded = _planar_pad(data, padding, conv.stride, 1, 1, tile.row, False, binary)
-        # A zero tail at least as long as the reach needs no mask: the taps past
-        # a row's ends read zeros, at the end of their row or of the row before.
-        mask = width if tile.row - width < reach else 0
-        return dataclasses.replace(padded, shifted_taps=True, mask_width=mask, guard_rows=guard)
-    layout = _column_layout(conv, tile, left + width + right)
-    # With binary activations the pad stores sign(x) in int8, so the responses are exact ints.
-    return _planar_pad(data, (top, left, bottom, right), conv.stride, *layout, tile.rows == 1, binary)
-
-
 def checked_output_hw(conv, data_shape):
     """The output size of ``conv`` on an NCHW input of ``data_shape``, whose channels it checks."""
     channels, height, width = data_shape[1:]
@@ -482,7 +296,7 @@ def kernel_placeholders(conv, data_shape, constants, table_name):
     return data, packed, table, alpha, bias
 
 
-def build_te(conv, data_shape, byte_unpack=False):
+def build_te(conv, data_shape, plan):
     """Define the kernel in TE.
 
     Parameters
@@ -490,8 +304,9 @@ def build_te(conv, data_shape, byte_unpack=False):
     conv : SubBitConv
     data_shape : tuple of int
         The NCHW input shape.
-    byte_unpack : bool
-        Unpack the indices with AVX-512 VBMI (see :func:`_offset_stage`).
+    plan : SubBitPlan
+        The tile, the unit group and the index unpacking (annotated on the
+        output block for the schedule).
 
     Returns
     -------
@@ -501,13 +316,13 @@ def build_te(conv, data_shape, byte_unpack=False):
     n_batch = data_shape[0]
     out_hw = checked_output_hw(conv, data_shape)
     binary = conv.activation == "binary"
-    tile = choose_tile(out_hw, binary)
-    resp_dtype = RESP_DTYPE_BINARY if binary else FLOAT_DTYPE
+    tile = plan.tile(out_hw)
+    resp_dtype = BYTE_DTYPE if binary else FLOAT_DTYPE
     acc_dtype = accumulator_dtype(conv)
     data, packed, table, alpha, bias = kernel_placeholders(conv, data_shape, kernel_constants(conv), "segments")
     padded = tiled_input(data, conv, tile, binary)
-    group = unit_group(conv, tile.pixels)
-    offsets = _offset_stage(packed, conv, tile.pixels, group, byte_unpack)
+    group = plan.unit_group
+    offsets = _offset_stage(packed, conv, tile.pixels, group, plan)
     seg = _segment_stage(padded, conv, tile, (tile.out_h, out_hw[1]), tile.row, resp_dtype)
     resp = _response_stage(seg, table, conv, tile, group)
     # A no-op on offsets (powers of two) that bounds the gather for the schedule.
@@ -522,7 +337,7 @@ def build_te(conv, data_shape, byte_unpack=False):
         u_i = te.reduce_axis((0, group), "u_i")
         partial = te.compute(
             (n_batch, conv.out_channels, conv.num_units // group, tile.out_h, tile.row),
-            lambda n, o, g, oh, ow: te.sum(response_at(n, o, oh, ow, g * group + u_i, PARTIAL_DTYPE_BINARY), axis=u_i),
+            lambda n, o, g, oh, ow: te.sum(response_at(n, o, oh, ow, g * group + u_i, BYTE_DTYPE), axis=u_i),
             name=BLOCK_PARTIAL,
         )
         g = te.reduce_axis((0, conv.num_units // group), "g")
@@ -539,39 +354,35 @@ def build_te(conv, data_shape, byte_unpack=False):
         value = acc[n, o, oh, ow].astype(FLOAT_DTYPE) * alpha[o]
         return value + bias[o] if bias is not None else value
 
-    out = te.compute((n_batch, conv.out_channels, *out_hw), epilogue, name=BLOCK_OUT)
+    out = te.compute(
+        (n_batch, conv.out_channels, *out_hw), epilogue, name=BLOCK_OUT, attrs={PLAN_ANNOTATION: plan.to_json()}
+    )
     inputs = [data, packed, table, alpha] + ([bias] if bias is not None else [])
     return [*inputs, out]
 
 
-def build_kernel(conv, data_shape, schedule=True, num_cores=2, vector_bytes=64, byte_unpack=False):
-    """Build the sub-bit conv kernel for ``conv`` on inputs of ``data_shape``.
+def build_kernel(conv, data_shape, plan):
+    """Build the unscheduled pixel-lane kernel for ``conv`` on inputs of ``data_shape``.
+
+    The schedule (:func:`schedules.subbit_schedule.schedule_kernel`) runs
+    later, after FuseTIR has merged an epilogue into it; use
+    :func:`schedules.kernels.build_scheduled` for a kernel ready to run.
 
     Parameters
     ----------
     conv : SubBitConv
     data_shape : tuple of int
         NCHW input shape; C must equal ``conv.in_channels``.
-    schedule : bool
-        Apply the CPU schedule (True) or return the naive loop nest.
-    num_cores : int
-        Cores the schedule spreads work over.
-    vector_bytes : int
-        The target's SIMD register width (64 AVX-512, 32 AVX2, 16 NEON).
-    byte_unpack : bool
-        Whether the target has AVX-512 VBMI (see :func:`_offset_stage`).
+    plan : SubBitPlan
+        Its knobs (see :meth:`SubBitPlan.default`).
 
     Returns
     -------
     SubBitKernel
     """
-    from schedules.subbit_schedule import schedule_kernel
-
     if not isinstance(conv, SubBitConv):
         raise TypeError(f"expected a SubBitConv, got {type(conv).__name__}")
-    args = build_te(conv, tuple(int(d) for d in data_shape), byte_unpack)
-    func = te.create_prim_func(args, index_dtype_override=INDEX_DTYPE)
-    if schedule:
-        func = schedule_kernel(func, num_cores, vector_bytes)
+    args = build_te(conv, tuple(int(d) for d in data_shape), plan)
+    func = te.create_prim_func(args, index_dtype_override=TIR_INDEX_DTYPE)
     out_shape = tuple(int(d) for d in args[-1].shape)
-    return SubBitKernel(func=func, constants=kernel_constants(conv), out_shape=out_shape)
+    return SubBitKernel(func=func, constants=kernel_constants(conv), out_shape=out_shape, plan=plan)

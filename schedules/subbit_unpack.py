@@ -9,25 +9,22 @@ tail: a step reads 64 bytes.
 
 from tvm import te, tirx
 
+from schedules.knobs import MIN_PARALLEL_INDICES
 from schedules.subbit import BITS_PER_BYTE
-from schedules.tir_build import INDEX_DTYPE, index, ramp
+from schedules.tir_build import BYTE_DTYPE, TIR_INDEX_DTYPE, index, ramp
 
 BLOCK_UNPACK = "snn_unpack"
 LANES = 64
 TAIL_BYTES = 64
-# A step takes a few cycles: below this many indices a parallel region's fork
-# and join (about 2 us here) cost more than the unpacking.
-MIN_PARALLEL_INDICES = 1 << 14
 # Indices up to 7 bits fit a signed byte.
-MAX_TAU = 7
-BYTE_DTYPE = "int8"
+UNPACK_MAX_TAU = 7
 VPERMB = "llvm.x86.avx512.permvar.qi.512"
 MULTISHIFT = "llvm.x86.avx512.pmultishift.qb.512"
 
 
 def fits(cols, tau):
     """Whether rows of ``cols`` indices of ``tau`` bits unpack in whole steps."""
-    return cols % LANES == 0 and tau <= MAX_TAU
+    return cols % LANES == 0 and tau <= UNPACK_MAX_TAU
 
 
 def byte_lanes(value):
@@ -35,7 +32,7 @@ def byte_lanes(value):
     return tirx.Broadcast(tirx.const(value, BYTE_DTYPE), LANES)
 
 
-def unpack_bytes(packed, shape, tau, num_cores=2, name=BLOCK_UNPACK, finish=None, dtype=BYTE_DTYPE):
+def unpack_bytes(packed, shape, tau, num_cores, name=BLOCK_UNPACK, finish=None, dtype=BYTE_DTYPE):
     """A TE extern stage: the stream ``packed`` as indices of ``shape`` (row-major).
 
     Parameters
@@ -45,7 +42,7 @@ def unpack_bytes(packed, shape, tau, num_cores=2, name=BLOCK_UNPACK, finish=None
     shape : tuple of int
         ``(rows, cols)``, with ``cols`` a multiple of 64.
     tau : int
-        Bits per index, at most ``MAX_TAU``.
+        Bits per index, at most ``UNPACK_MAX_TAU``.
     num_cores : int
         Cores to spread the steps over (large streams only).
     name : str
@@ -74,7 +71,7 @@ def unpack_bytes(packed, shape, tau, num_cores=2, name=BLOCK_UNPACK, finish=None
         field = lane & byte_lanes(BITS_PER_BYTE - 1)  # an index's place in its qword
         place = (lane >> byte_lanes(3)) * byte_lanes(tau) + field  # qword k: bytes k * tau ...
         shift = field * byte_lanes(tau)
-        g = tirx.Var("step", INDEX_DTYPE)
+        g = tirx.Var("step", TIR_INDEX_DTYPE)
         raw = tirx.Cast(byte_vec, tirx.BufferLoad(src, [ramp(g * (BITS_PER_BYTE * tau), LANES)]))
         placed = tirx.call_llvm_pure_intrin(byte_vec, VPERMB, raw, place)
         fields = tirx.call_llvm_pure_intrin(byte_vec, MULTISHIFT, shift, placed)

@@ -5,7 +5,8 @@ import os
 import tvm
 
 from relay_passes.frontend_metadata import cross_check, read_entries
-from relay_passes.pipeline import build_pipeline
+from relay_passes.layer_records import read_reports
+from relay_passes.pipeline import lowering_pipeline, run_graph_passes
 from relay_passes.policy import LoweringPolicy
 from tvm_snn.compiled import CompiledModel
 from tvm_snn.errors import CompileError, ConfigError
@@ -49,9 +50,10 @@ def compile(model, target="x86", example_inputs=None, tuning_db=None, snn_policy
         model = load_onnx(model)  # read once: for the graph and its metadata
     mod = to_relax(model, example_inputs)
     inputs = input_specs(mod)
-    layers = []
     try:
-        executable = tvm.compile(mod, target=tvm_target, relax_pipeline=build_pipeline(tvm_target, layers, snn_policy))
+        mod = run_graph_passes(mod, tvm_target, snn_policy)
+        layers = read_reports(mod)
+        executable = tvm.compile(mod, target=tvm_target, relax_pipeline=lowering_pipeline(tvm_target))
     except Exception as err:  # TVM raises InternalError/TVMError/ValueError here
         raise CompileError(f"TVM failed to build the model for {spec}: {err}") from err
     entries = read_entries(onnx_metadata(model))
