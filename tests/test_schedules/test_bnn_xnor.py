@@ -4,21 +4,13 @@ import numpy as np
 import pytest
 import torch
 import tvm
+from bnn_helpers import random_binary_conv
 from guarded import run_on_guarded_input
 
 from schedules.bnn_xnor import BinaryConv, binarize_lce, bnn_reference, build_kernel
 from tvm_snn.errors import FormatError
 
 TARGET = tvm.target.Target({"kind": "llvm"})
-
-
-def random_binary_conv(out_channels, in_channels, kernel, seed, **geometry):
-    rng = np.random.default_rng(seed)
-    signs = rng.choice(np.array([-1, 1], np.int8), size=(out_channels, in_channels, kernel, kernel))
-    # Powers of two keep alpha * acc exact in float32, so outputs compare bit for bit.
-    alpha = (2.0 ** rng.integers(-3, 3, out_channels) * rng.choice([-1, 1], out_channels)).astype(np.float32)
-    weight = alpha[:, None, None, None] * signs.astype(np.float32)
-    return BinaryConv.from_dense(weight, **geometry)
 
 
 def run(conv, x):
