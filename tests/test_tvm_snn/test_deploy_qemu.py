@@ -1,7 +1,7 @@
 """The sub-bit TensorIR kernel cross-compiled for aarch64 and ARMv7, run under qemu-user.
 
 Each kernel is built for the ``aarch64`` or ``pynq`` preset, called by the C
-harness of ``tools/qemu`` and compared with the NumPy reference. The kernels
+harness of :mod:`tvm_snn.deploy` and compared with the NumPy reference. The kernels
 have parallel loops, so the harness's TVMBackendParallelLaunch runs too.
 """
 
@@ -9,8 +9,8 @@ import dataclasses
 
 import numpy as np
 import pytest
+from bnn_helpers import random_binary_conv
 from test_schedules import subbit_strategies
-from test_schedules.test_bnn_xnor import random_binary_conv
 from tvm import te
 
 from schedules.bnn_xnor import bnn_reference
@@ -18,20 +18,14 @@ from schedules.bnn_xnor import build_kernel as build_bnn_kernel
 from schedules.reference import accumulate_binary, conv2d_reference
 from schedules.subbit import KERNEL_1X1, KERNEL_3X3
 from schedules.subbit_tir import build_kernel
-from tvm_snn.errors import InputError, TargetError, ToolchainError
-from tvm_snn.qemu import (
-    FFI_WHEEL,
-    QemuRunError,
-    build_harness,
-    check_emulator,
-    qemu_arch,
-    run_under_qemu,
-)
+from tvm_snn.deploy.archs import ARCHS, check_emulator, qemu_arch
+from tvm_snn.deploy.ffi_library import FFI_WHEEL
+from tvm_snn.deploy.harness import build_harness
+from tvm_snn.deploy.qemu import run_under_qemu
+from tvm_snn.errors import InputError, QemuRunError, TargetError, ToolchainError
 
-ARCHS = ("aarch64", "armv7")
-# fp32 kernel vs the float64 reference: one rounding of a sum of up to C*9 terms.
-KERNEL_RTOL = 1e-5
-KERNEL_ATOL = 1e-4
+from common import KERNEL_ATOL, KERNEL_RTOL
+
 BATCH = 1
 TAU = 5
 IN_CHANNELS = 16
@@ -68,7 +62,7 @@ def run_kernel(conv, x, arch, **options):
 @pytest.mark.qemu
 @pytest.mark.parametrize("activation", ["float", "binary"])
 @pytest.mark.parametrize("geometry", list(GEOMETRIES))
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", list(ARCHS))
 def test_kernel_matches_reference(arch, geometry, activation):
     kernel, options = GEOMETRIES[geometry]
     conv = make_conv(kernel, seed=len(geometry), activation=activation, **options)
@@ -78,7 +72,7 @@ def test_kernel_matches_reference(arch, geometry, activation):
 
 @pytest.mark.qemu
 @pytest.mark.parametrize("geometry", ["3x3-s1", "1x1-s2"])
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", list(ARCHS))
 def test_binary_accumulator_is_bit_exact(arch, geometry):
     """With alpha = 1 and no bias, the float output is the int32 accumulator itself."""
     kernel, options = GEOMETRIES[geometry]
@@ -119,7 +113,7 @@ def mixed_dtype_func():
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", list(ARCHS))
 def test_any_number_of_args_and_dtypes(arch):
     rng = np.random.default_rng(0)
     a = rng.integers(-128, 128, DTYPES_SHAPE, dtype=np.int8)
@@ -133,7 +127,7 @@ def test_any_number_of_args_and_dtypes(arch):
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", list(ARCHS))
 def test_kernel_error_is_typed_and_carries_the_message(arch):
     conv = make_conv(KERNEL_1X1, seed=0)
     x = make_input(seed=0, activation="float")
@@ -182,7 +176,7 @@ def test_bad_arguments_are_typed():
 
 @pytest.mark.qemu
 @pytest.mark.parametrize(("kernel", "geometry"), [(3, {"padding": 1}), (3, {"padding": 1, "stride": 2}), (1, {})])
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", list(ARCHS))
 def test_bnn_kernel_is_bit_exact(arch, kernel, geometry):
     """The BNN XOR/popcount baseline on ARM (NEON ``cnt``), against the NumPy reference."""
     conv = random_binary_conv(OUT_CHANNELS, 40, kernel, seed=kernel, **geometry)

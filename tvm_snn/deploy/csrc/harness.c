@@ -1,7 +1,7 @@
 /*
  * Run one TVM-compiled kernel (an exported .so) on tensors read from raw files.
  *
- * Built with a Debian cross gcc and run under qemu-user by tvm_snn/qemu.py.
+ * Built with a Debian cross gcc and run under qemu-user by tvm_snn.deploy.qemu.
  *
  * usage: harness [-t THREADS] [-f FFI_LIB] KERNEL_SO ENTRY ARG...
  *   ARG      = DIR:DTYPE:SHAPE:PATH, one per tensor parameter, in parameter order
