@@ -27,6 +27,7 @@ from torch import nn
 
 from tvm_snn.errors import ConfigError
 from tvm_snn.train.config import SNNConfig
+from tvm_snn.train.data import CIFAR_CLASSES
 from tvm_snn.train.prepare import prepare
 from tvm_snn.train.validate import check_choice, check_int
 
@@ -66,7 +67,6 @@ VGG_POOL = 2
 DOWNSAMPLE_STRIDE = 2
 KERNEL = 3
 IMAGENET_CLASSES = 1000
-CIFAR_CLASSES = 10
 RGB = 3
 
 MODEL_REGISTRY: dict[str, Callable] = {}
