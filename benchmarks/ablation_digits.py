@@ -33,6 +33,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from schedules.subbit import ACTIVATIONS
+from tvm_snn.schema import FLOAT_BITS, MAX_TAU_3X3, UNIT_3X3
 from tvm_snn.train import (
     ModelSpec,
     SNNConfig,
@@ -44,9 +46,8 @@ from tvm_snn.train import (
 
 EPOCHS = 12
 SEEDS = (0, 1, 2)
-TAUS = (7, 6, 5, 4)
-BNN_TAU = 9
-UNIT = 9
+SNN_TAUS = (7, 6, 5, 4)
+BNN_TAU = MAX_TAU_3X3  # the full 3x3 kernel set: plain binary weights
 WIDTH = 8
 BATCH_SIZE = 64
 JOBS = 2
@@ -55,8 +56,6 @@ MODEL = "resnet20"
 RESULTS = Path(__file__).resolve().parent / "results"
 STEM = "ablation_digits"
 PERCENT = 100.0
-FLOAT_BITS = 32
-ACTIVATIONS = ("float", "binary")
 ACT_LABEL = {"float": "A32", "binary": "A1"}
 FIGURE_SIZE = (7.0, 4.5)
 FIGURE_DPI = 120
@@ -67,7 +66,7 @@ def variants():
     rows = [{"name": "float", "act": "float", "tau": None, "refine": False, "bits": FLOAT_BITS}]
     for act in ACTIVATIONS:
         rows.append({"name": f"BNN {ACT_LABEL[act]}", "act": act, "tau": BNN_TAU, "refine": False, "bits": 1.0})
-        for tau in TAUS:
+        for tau in SNN_TAUS:
             for refine in (True, False):
                 kind = "SNN" if refine else "Vanilla-SNN"
                 rows.append(
@@ -76,7 +75,7 @@ def variants():
                         "act": act,
                         "tau": tau,
                         "refine": refine,
-                        "bits": tau / UNIT,
+                        "bits": tau / UNIT_3X3,
                     }
                 )
     return rows
@@ -167,13 +166,13 @@ def markdown(table, epochs, seeds, latent_lr_scale):
         f"| BNN (tau=9) | 1.00 | {_cell(by_key.get((BNN_TAU, False, 'float')))} "
         f"| {_cell(by_key.get((BNN_TAU, False, 'binary')))} | - |",
     ]
-    for tau in TAUS:
+    for tau in SNN_TAUS:
         for refine in (True, False):
             kind = "SNN" if refine else "Vanilla-SNN"
             rows = [by_key.get((tau, refine, act)) for act in ACTIVATIONS]
             changed = " / ".join("-" if row is None else f"{row['rows_changed']:.0f} of {row['rows']}" for row in rows)
             lines.append(
-                f"| {kind} (tau={tau}) | {tau / UNIT:.2f} | {_cell(rows[0])} | {_cell(rows[1])} | {changed} |"
+                f"| {kind} (tau={tau}) | {tau / UNIT_3X3:.2f} | {_cell(rows[0])} | {_cell(rows[1])} | {changed} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -184,13 +183,13 @@ def claims(table):
     wins, comparisons = [], []
     falls = {}
     for act in ACTIVATIONS:
-        for tau in TAUS:
+        for tau in SNN_TAUS:
             refined, vanilla = by_key.get((tau, True, act)), by_key.get((tau, False, act))
             if refined and vanilla:
                 comparisons.append(f"tau={tau} {ACT_LABEL[act]}")
                 if refined["mean"] > vanilla["mean"]:
                     wins.append(f"tau={tau} {ACT_LABEL[act]}")
-        chain = [by_key.get((BNN_TAU, False, act))] + [by_key.get((tau, True, act)) for tau in TAUS]
+        chain = [by_key.get((BNN_TAU, False, act))] + [by_key.get((tau, True, act)) for tau in SNN_TAUS]
         means = [row["mean"] for row in chain if row is not None]
         falls[ACT_LABEL[act]] = all(a >= b for a, b in zip(means, means[1:], strict=False))
     return {
@@ -211,7 +210,7 @@ def plot(table, path):
     figure, axes = plt.subplots(figsize=FIGURE_SIZE)
     for act in ACTIVATIONS:
         for refine, style in ((True, "-o"), (False, "--s")):
-            rows = [by_key.get((BNN_TAU, False, act))] + [by_key.get((tau, refine, act)) for tau in TAUS]
+            rows = [by_key.get((BNN_TAU, False, act))] + [by_key.get((tau, refine, act)) for tau in SNN_TAUS]
             rows = [row for row in rows if row is not None]
             label = f"{'SNN' if refine else 'Vanilla-SNN'} {ACT_LABEL[act]}"
             axes.errorbar(

@@ -10,39 +10,43 @@ batch 1 and 8. Writes ``results/bench_models.json`` and ``.png``.
 Run: ``.venv/bin/python benchmarks/bench_models.py``.
 """
 
+import argparse
 import os
-import sys
 import tempfile
 
 import numpy as np
+from peers import (
+    BATCHES,
+    DENSE_POLICY,
+    PEERS,
+    machine,
+    ort_runner,
+    plot_ratios,
+    tvm_runner,
+    write_results,
+)
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tvm_snn.benchmarking import PEER_THREADS, time_peers
+from tvm_snn.threads import default_to_all_cores
+from tvm_snn.train.zoo import build_resnet18, cifar_input_shape
 
-from peers import DENSE_POLICY, THREADS, machine, ort_runner, plot_ratios, tvm_runner, write_results  # noqa: E402
-
-from tvm_snn.benchmarking import time_peers  # noqa: E402
-from tvm_snn.demo import build_resnet18  # noqa: E402
-from tvm_snn.threads import default_to_all_cores  # noqa: E402
-
-BATCHES = [1, 8]
 REPEAT = 10  # rounds, of PEER_BLOCK timed calls per peer
-PEERS = ["onnxruntime", "pytorch", "tvm_dense"]
 
 
-def run_model(binary, batch, out_dir):
+def run_model(binary, batch, out_dir, target):
     import onnx
     import torch
 
     from tvm_snn.train import export
 
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(PEER_THREADS)
     model, path = build_resnet18(binary, out_dir)
     if batch != 1:  # re-trace at this batch size
         path = os.path.join(out_dir, f"b{batch}_{os.path.basename(path)}")
-        export(model, torch.zeros(batch, 3, 32, 32), path, write_pt2=False)
+        export(model, torch.zeros(cifar_input_shape(batch)), path, write_pt2=False)
     onnx_model = onnx.load(path)
-    x = np.random.default_rng(batch).standard_normal((batch, 3, 32, 32)).astype(np.float32)
-    ours, cm = tvm_runner(onnx_model, x, "x86")
+    x = np.random.default_rng(batch).standard_normal(cifar_input_shape(batch)).astype(np.float32)
+    ours, cm = tvm_runner(onnx_model, x, target)
     tensor = torch.from_numpy(x)
 
     def run_torch():
@@ -53,7 +57,7 @@ def run_model(binary, batch, out_dir):
         "tvm_snn": ours,
         "onnxruntime": ort_runner(onnx_model, x),
         "pytorch": run_torch,
-        "tvm_dense": tvm_runner(onnx_model, x, "x86", DENSE_POLICY)[0],
+        "tvm_dense": tvm_runner(onnx_model, x, target, DENSE_POLICY)[0],
     }
     stats = time_peers(runners, repeat=REPEAT, warmup=2)
     ms = {name: stat["median_ms"] for name, stat in stats.items()}
@@ -67,14 +71,17 @@ def run_model(binary, batch, out_dir):
     }
 
 
-def main():
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", default="x86", help="target preset or string (default: this CPU)")
+    args = parser.parse_args(argv)
     default_to_all_cores()
     rows = []
     print(f"{'case':<24} {'tvm-snn ms':>10} " + " ".join(f"{p:>12}" for p in PEERS))
     with tempfile.TemporaryDirectory() as out_dir:
         for binary in (False, True):
             for batch in BATCHES:
-                row = run_model(binary, batch, out_dir)
+                row = run_model(binary, batch, out_dir, args.target)
                 rows.append(row)
                 label = f"ResNet-18 {row['wa']} b{batch}"
                 ratios = " ".join(f"{row['ratios'][p]:>11.2f}x" for p in PEERS)

@@ -19,10 +19,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 import tvm_snn
 from tvm_snn import LoweringPolicy
+from tvm_snn.benchmarking import PEER_THREADS, onnxruntime_runner
+from tvm_snn.train.exporter import MAX_IR_VERSION, ONNX_OPSET
 
-THREADS = 2
-OPSET = 17
-IR_VERSION = 8
+# The batch sizes and the peers of bench_layers.py and bench_models.py.
+BATCHES = (1, 8)
+PEERS = ("onnxruntime", "pytorch", "tvm_dense")
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 # TVM's own dense path on the same model.
 DENSE_POLICY = LoweringPolicy(enabled=False)
@@ -44,22 +46,18 @@ def conv_onnx(weight, shape, padding, stride=1, binary=False):
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [shape[0], weight.shape[0], *out_hw])],
         [numpy_helper.from_array(weight, "w")],
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], ir_version=MAX_IR_VERSION)
 
 
 def ort_runner(model, x):
     """A zero-argument callable running ONNX Runtime on ``x``."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = THREADS
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda: session.run(None, {name: x})[0]
+    run = onnxruntime_runner(model)
+    return lambda: run(x)
 
 
 def torch_conv_runner(weight, x, padding, stride=1, binary=False):
     """PyTorch's conv2d (oneDNN) on the same weight."""
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(PEER_THREADS)
     w, t = torch.from_numpy(weight), torch.from_numpy(x)
 
     def run():
@@ -109,7 +107,7 @@ def machine():
     return {
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
-        "threads": THREADS,
+        "threads": PEER_THREADS,
         "torch": torch.__version__,
         "onnxruntime": ort.__version__,
         "onnx": onnx.__version__,

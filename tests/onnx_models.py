@@ -8,8 +8,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-OPSET = 17
-IR_VERSION = 8  # what ONNX Runtime accepts for opset 17
+from tvm_snn.train.exporter import MAX_IR_VERSION, ONNX_OPSET
 
 
 class GraphBuilder:
@@ -60,7 +59,7 @@ class GraphBuilder:
             [helper.make_tensor_value_info(output, TensorProto.FLOAT, output_shape)],
             self.initializers,
         )
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], ir_version=MAX_IR_VERSION)
         onnx.checker.check_model(model)
         return model
 

@@ -12,8 +12,12 @@ slower than the rest (all peers alike), so untimed calls run for
 ``warm_s`` before the timed ones. Each peer is thus timed in its steady
 state, as a deployment runs it, with its default threading. The order is
 shuffled every round (with a fixed seed).
+
+:func:`onnxruntime_runner` builds the ONNX Runtime peer the demo and
+``benchmarks/`` compare with (``onnxruntime`` is imported only when called).
 """
 
+import os
 import random
 import statistics
 import time
@@ -26,6 +30,8 @@ PEER_BLOCK = 3
 PEER_SETTLE_S = 0.2
 # Untimed calls before a block's timed ones, for this long (at least one call).
 PEER_WARM_S = 0.02
+# Intra-op threads of every peer side by side (ONNX Runtime, PyTorch).
+PEER_THREADS = 2
 
 
 def summarize(times_ms):
@@ -97,3 +103,32 @@ def time_peers(runners, repeat, warmup=1):
     return time_interleaved(
         runners, repeat=repeat, warmup=warmup, block=PEER_BLOCK, settle_s=PEER_SETTLE_S, warm_s=PEER_WARM_S
     )
+
+
+def onnxruntime_runner(model, threads=PEER_THREADS):
+    """Return ``run(x)``: ONNX Runtime's CPU session on ``model``, returning its first output.
+
+    Parameters
+    ----------
+    model : str, os.PathLike, bytes or onnx.ModelProto
+        The model, or the path of its ``.onnx`` file.
+    threads : int
+        Intra-op threads; the graph runs sequentially (one inter-op thread).
+
+    Returns
+    -------
+    callable
+        ``run(x)`` feeds the array ``x`` to the model's first input.
+    """
+    import onnxruntime as ort
+
+    if hasattr(model, "SerializeToString"):
+        model = model.SerializeToString()
+    elif isinstance(model, os.PathLike):
+        model = os.fspath(model)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]

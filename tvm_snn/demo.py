@@ -22,28 +22,14 @@ import os
 
 import numpy as np
 
-from tvm_snn.benchmarking import PEER_BLOCK, time_peers
+from tvm_snn.benchmarking import PEER_BLOCK, PEER_THREADS, onnxruntime_runner, time_peers
 
-CIFAR_SHAPE = (1, 3, 32, 32)
-CIFAR_CLASSES = 10
-SUBBIT_TAU = 5
-THREADS = 2
 # fp32, different summation orders: the tolerance of the output check.
 CHECK_RTOL = 1e-3
 CHECK_ATOL = 1e-3
 BYTES_PER_MB = 1e6
 # Binary nets: ours may differ from ONNX Runtime at most this much more than TVM's dense path does.
 BINARY_SLACK = 2.0
-
-
-def _ort_session(path):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = THREADS
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: x})[0]
 
 
 def _compile_and_check(path, x, target, label, binary=False):
@@ -58,7 +44,7 @@ def _compile_and_check(path, x, target, label, binary=False):
     from relay_passes.policy import LoweringPolicy
 
     cm = tvm_snn.compile(str(path), target=target)
-    ort_run = _ort_session(path)
+    ort_run = onnxruntime_runner(path)
     ours, theirs = cm(x), ort_run(x)
     diff = float(np.abs(ours - theirs).max())
     if binary:
@@ -76,36 +62,24 @@ def _compile_and_check(path, x, target, label, binary=False):
 def step_digits(out_dir, target, epochs):
     """Train and compile the digits SNN; return its test accuracy."""
     from tvm_snn.train import load_dataset, train_digits_snn
+    from tvm_snn.train.recipes import DIGITS_TAU
 
-    print(f"[1/4] training a sub-bit ResNet-20 (tau={SUBBIT_TAU}) on digits, {epochs} epochs")
-    _, accuracy, onnx_path = train_digits_snn(os.path.join(out_dir, "digits"), epochs=epochs, tau=SUBBIT_TAU)
+    print(f"[1/4] training a sub-bit ResNet-20 (tau={DIGITS_TAU}) on digits, {epochs} epochs")
+    _, accuracy, onnx_path = train_digits_snn(os.path.join(out_dir, "digits"), epochs=epochs, tau=DIGITS_TAU)
     print(f"      test accuracy {accuracy:.2%}; exported {onnx_path}")
     x = load_dataset("digits").example_input().numpy()
     _compile_and_check(onnx_path, x, target, "      digits SNN")
     return accuracy
 
 
-def build_resnet18(binary, out_dir, seed=0):
-    """The frontend's CIFAR ResNet-18 at 0.56 bit, frozen and exported; returns (torch model, onnx path)."""
-    import torch
-
-    from tvm_snn.train import SNNConfig, build_model, convert, export
-
-    config = SNNConfig(tau_3x3=SUBBIT_TAU, tau_1x1=SUBBIT_TAU, binary_act=binary, seed=seed)
-    model = build_model("resnet18", CIFAR_CLASSES, 3, config, stem="cifar", seed=seed).eval()
-    name = "resnet18_snn_a1" if binary else "resnet18_snn_a32"
-    path = os.path.join(out_dir, f"{name}.onnx")
-    example = torch.zeros(CIFAR_SHAPE)
-    export(model, example, path, write_pt2=False)
-    return convert(model).eval(), path
-
-
 def step_resnet18(out_dir, target, repeat):
     """Compile, check, time and save the two ResNet-18 SNNs."""
     import torch
 
-    torch.set_num_threads(THREADS)
-    x = np.random.default_rng(0).standard_normal(CIFAR_SHAPE).astype(np.float32)
+    from tvm_snn.train.zoo import build_resnet18, cifar_input_shape
+
+    torch.set_num_threads(PEER_THREADS)
+    x = np.random.default_rng(0).standard_normal(cifar_input_shape()).astype(np.float32)
     results = {}
     for binary in (False, True):
         label = "0.56/1" if binary else "0.56/32"
@@ -124,7 +98,7 @@ def step_resnet18(out_dir, target, repeat):
             warmup=3,
         )
         print(
-            f"[3/4] ResNet-18 {label}, batch 1, {THREADS} threads, {repeat} interleaved rounds "
+            f"[3/4] ResNet-18 {label}, batch 1, {PEER_THREADS} threads, {repeat} interleaved rounds "
             f"of {PEER_BLOCK} timed calls each (median):"
         )
         for name, stat in stats.items():
@@ -137,16 +111,13 @@ def step_resnet18(out_dir, target, repeat):
 
 def step_artifacts(out_dir, target, results):
     """Reload an artifact and compare the SNN's size with the dense float model's."""
-    import torch
-
     import tvm_snn
-    from tvm_snn.train import build_model, export
+    from tvm_snn.train import build_float_resnet18
 
     snn = results["0.56/32"]
     reloaded = tvm_snn.load(snn["artifact"])
     lowered = sum(layer.lowered for layer in reloaded.snn_layers)
-    dense_path = os.path.join(out_dir, "resnet18_float.onnx")
-    export(build_model("resnet18", CIFAR_CLASSES, 3, None, stem="cifar").eval(), torch.zeros(CIFAR_SHAPE), dense_path, write_pt2=False)
+    dense_path = build_float_resnet18(out_dir)
     dense_artifact = tvm_snn.compile(dense_path, target=target).export_library(os.path.join(out_dir, "resnet18_float.so"))
     dense_bytes = os.path.getsize(dense_artifact)
     print(f"[4/4] reloaded {snn['artifact']} ({lowered} convs on SNN kernels)")
