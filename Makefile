@@ -7,12 +7,12 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint clean
 
 # Set-up: the venv, torch from the CPU wheel on this disk (pinned), the project
-# with its test extras, the Debian cross toolchains when missing,
-# and PyPI's aarch64 libtvm_ffi.so for the qemu tests.
+# with its test and benchmark extras (every import of benchmarks/), the Debian
+# cross toolchains when missing, and PyPI's aarch64 libtvm_ffi.so for the qemu tests.
 $(STAMP): setup.cfg pyproject.toml tools/install_toolchains.sh tvm_snn/deploy/ffi_library.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[test]" --config-settings editable_mode=compat
+	$(PY) -m pip install --quiet -e ".[test,bench]" --config-settings editable_mode=compat
 	tools/install_toolchains.sh
 	$(PY) -m tvm_snn.deploy.ffi_library >/dev/null
 	touch $(STAMP)
