@@ -2,10 +2,9 @@
 
 from dataclasses import asdict, dataclass
 
-BITS_PER_MBIT = 1e6
-BITS_PER_BYTE = 8
+from tvm_snn.schema import BITS_PER_BYTE, BITS_PER_MBIT, FLOAT_BYTES
+
 BYTES_PER_KIB = 1024
-FLOAT_BYTES = 4
 
 
 @dataclass

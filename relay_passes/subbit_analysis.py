@@ -23,6 +23,7 @@ from schedules.subbit import (
 )
 from schedules.subbit_tir import kernel_constants
 from tvm_snn.errors import FormatError
+from tvm_snn.schema import FLOAT_BITS, FLOAT_BYTES
 
 CONV_OP = "relax.nn.conv2d"
 SIGN_OP = "relax.sign"
@@ -30,8 +31,6 @@ SIGN_OP = "relax.sign"
 CONV_PATTERN = is_op(CONV_OP)(wildcard(), wildcard())
 SIGN_PATTERN = is_op(SIGN_OP)(wildcard())
 SIGN_CONV_PATTERN = is_op(CONV_OP)(SIGN_PATTERN, wildcard())
-FLOAT_BITS = 32
-FLOAT_BYTES = 4
 # At most this fraction of distinct magnitudes marks a structured (not float) tensor.
 REPEATED_MAGNITUDE_FRACTION = 0.5
 

@@ -32,6 +32,7 @@ from schedules.schedule_helpers import largest_divisor
 from schedules.subbit import as_padding, as_pair, conv_output_hw
 from schedules.tir_build import FLOAT_DTYPE, INT_DTYPE, TIR_INDEX_DTYPE
 from tvm_snn.errors import FormatError
+from tvm_snn.schema import signs_to_code
 
 WORD_BITS = 32
 WORD_DTYPE = "uint32"
@@ -86,11 +87,9 @@ class BinaryConv:
     def packed_weight(self):
         """uint32 ``[O, KH, KW, words]``: bit ``b`` of word ``w`` set when channel ``32 w + b`` is -1."""
         o, c, kh, kw = self.signs.shape
-        bits = np.zeros((o, kh, kw, self.words * WORD_BITS), dtype=np.uint64)
-        bits[..., :c] = (self.signs < 0).transpose(0, 2, 3, 1)
-        shifts = np.arange(WORD_BITS, dtype=np.uint64)
-        words = (bits.reshape(o, kh, kw, self.words, WORD_BITS) << shifts).sum(-1)
-        return words.astype(np.uint32)
+        signs = np.ones((o, kh, kw, self.words * WORD_BITS), dtype=np.int8)  # spare channels: bit 0
+        signs[..., :c] = self.signs.transpose(0, 2, 3, 1)
+        return signs_to_code(signs.reshape(o, kh, kw, self.words, WORD_BITS)).astype(np.uint32)
 
 
 def binarize_lce(x):

@@ -17,19 +17,23 @@ fused, from the plan it carries. :func:`build_scheduled` does all three.
 
 import dataclasses
 
+import tvm
+
 from schedules.cpu import CpuSpec
 from schedules.lane_plan import LANE_KIND, LanePlan, lane_kernel_fits
+from schedules.plan import plan_kind
 from schedules.subbit import SubBitConv
 from schedules.subbit_lane import build_lane_kernel
-from schedules.subbit_lane_schedule import is_lane_kernel, schedule_lane_kernel
+from schedules.subbit_lane_schedule import schedule_lane_kernel
 from schedules.subbit_plan import PIXEL_LANE_KIND, SubBitPlan
-from schedules.subbit_schedule import is_subbit_kernel, schedule_kernel
-from schedules.subbit_tir import build_kernel, checked_output_hw
+from schedules.subbit_schedule import schedule_kernel
+from schedules.subbit_tir import BLOCK_OUT, build_kernel, checked_output_hw
 from tvm_snn.errors import FormatError
 
 KINDS = (PIXEL_LANE_KIND, LANE_KIND)
 _PLANS = {PIXEL_LANE_KIND: SubBitPlan, LANE_KIND: LanePlan}
 _BUILDERS = {SubBitPlan: build_kernel, LanePlan: build_lane_kernel}
+_SCHEDULES = {PIXEL_LANE_KIND: schedule_kernel, LANE_KIND: schedule_lane_kernel}
 
 
 def _shape(data_shape):
@@ -87,12 +91,13 @@ def build(conv, data_shape, plan):
 
 
 def kernel_kind(func):
-    """``"pixel-lane"`` or ``"lane"`` when the PrimFunc holds that kernel (also fused), else None."""
-    if is_subbit_kernel(func):
-        return PIXEL_LANE_KIND
-    if is_lane_kernel(func):
-        return LANE_KIND
-    return None
+    """``"pixel-lane"`` or ``"lane"`` when the PrimFunc holds that kernel, else None.
+
+    Told by the plan on the kernel's output block, so it holds before and
+    after scheduling, alone or fused with an epilogue.
+    """
+    kind = plan_kind(tvm.s_tir.Schedule(func), BLOCK_OUT)
+    return kind if kind in KINDS else None
 
 
 def schedule(func):
@@ -104,11 +109,9 @@ def schedule(func):
         When ``func`` holds no sub-bit kernel.
     """
     kind = kernel_kind(func)
-    if kind == PIXEL_LANE_KIND:
-        return schedule_kernel(func)
-    if kind == LANE_KIND:
-        return schedule_lane_kernel(func)
-    raise FormatError("the function holds no sub-bit kernel (no snn_resp/snn_acc or snn_lane blocks)")
+    if kind is None:
+        raise FormatError("the function holds no sub-bit kernel (no planned snn_out block)")
+    return _SCHEDULES[kind](func)
 
 
 def build_scheduled(conv, data_shape, cpu=None, plan=None):

@@ -13,6 +13,8 @@ epilogue into it.
 import dataclasses
 import json
 
+import tvm
+
 from tvm_snn.errors import FormatError
 
 PLAN_ANNOTATION = "tvm_snn.plan"
@@ -86,6 +88,18 @@ class Plan:
         if set(data) != names:
             raise FormatError(f"{cls.__name__}: fields {sorted(data)} do not match {sorted(names)}")
         return cls(**data)
+
+
+def plan_kind(sch, block_name):
+    """The kind of the plan annotated on block ``block_name``, or None (no such block, no plan)."""
+    try:
+        block = sch.get_sblock(block_name)
+    except tvm.s_tir.schedule.ScheduleError:
+        return None
+    annotations = sch.get(block).annotations
+    if PLAN_ANNOTATION not in annotations:
+        return None
+    return json.loads(str(annotations[PLAN_ANNOTATION])).get("kind")
 
 
 def plan_of(sch, block_name, plan_type):

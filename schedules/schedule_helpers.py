@@ -12,12 +12,6 @@ def has_block(sch, name):
     return True
 
 
-def has_blocks(func, names):
-    """Whether the PrimFunc ``func`` has every block in ``names`` (also after fusion)."""
-    sch = tvm.s_tir.Schedule(func)
-    return all(has_block(sch, name) for name in names)
-
-
 def extents(sch, block):
     """The extents of ``block``'s iteration variables."""
     return [int(iv.dom.extent) for iv in sch.get(block).iter_vars]

@@ -12,14 +12,9 @@ import tvm
 from schedules.knobs import MIN_PARALLEL_WORK
 from schedules.lane_plan import TILE_PIXELS, LanePlan
 from schedules.plan import plan_of
-from schedules.schedule_helpers import has_blocks, inline_epilogue, work
-from schedules.subbit_lane import BLOCK_LANE, BLOCK_LANE_SEG
+from schedules.schedule_helpers import inline_epilogue, work
+from schedules.subbit_lane import BLOCK_LANE_SEG
 from schedules.subbit_tir import BLOCK_OUT
-
-
-def is_lane_kernel(func):
-    """Whether a PrimFunc contains the lane kernel's stages (also after fusion)."""
-    return has_blocks(func, (BLOCK_LANE_SEG, BLOCK_LANE, BLOCK_OUT))
 
 
 def _parallel_if_large(sch, block, loop):

@@ -31,7 +31,6 @@ from schedules.schedule_helpers import (
     dtype_bytes,
     extents,
     has_block,
-    has_blocks,
     inline_epilogue,
     work,
 )
@@ -44,11 +43,6 @@ from schedules.subbit_tir import (
     BLOCK_RESP,
     BLOCK_SEG,
 )
-
-
-def is_subbit_kernel(func):
-    """Whether a PrimFunc contains the pixel-lane kernel's stages (also after fusion)."""
-    return has_blocks(func, (BLOCK_RESP, BLOCK_ACC, BLOCK_OUT))
 
 
 def _tau(sch, plan):

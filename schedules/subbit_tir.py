@@ -54,6 +54,7 @@ from schedules.tir_build import (
     TIR_INDEX_DTYPE,
 )
 from tvm_snn.errors import FormatError
+from tvm_snn.schema import element_sign, signs_to_code
 
 # Unpacking reads two bytes per index (tau <= 9 spans at most two), 64 per
 # step with VBMI (schedules.subbit_unpack): the packed stream's zero tail.
@@ -173,8 +174,8 @@ def segment_table(conv):
     codebook repeat row 0 and are never gathered.
     """
     segments, seg_len = segment_shape(conv)
-    bits = (np.asarray(conv.codebook) < 0).reshape(conv.num_codewords, segments, seg_len)
-    table = (bits.astype(np.int32) << np.arange(seg_len, dtype=np.int32)).sum(-1).astype(np.int32)
+    signs = np.asarray(conv.codebook).reshape(conv.num_codewords, segments, seg_len)
+    table = signs_to_code(signs).astype(np.int32)
     # Rows up to 2**tau (copies of row 0), so an index masked to tau bits is in range.
     filler = np.repeat(table[:1], (1 << conv.tau) - conv.num_codewords, axis=0)
     return np.concatenate([table, filler])
@@ -202,7 +203,7 @@ def segment_value(padded, conv, tile, dtype):
     def segment(n, u, seg, q, oh, ow):
         total = None
         for e in range(seg_len):  # the sign folds to a constant once q is unrolled
-            sign = (1 - 2 * ((q >> e) & 1)).astype(dtype)
+            sign = element_sign(q, e).astype(dtype)
             term = tap(n, u, seg, e, oh, ow).astype(dtype) * sign
             total = term if total is None else total + term
         return total

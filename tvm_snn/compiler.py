@@ -38,7 +38,7 @@ def compile(model, target="x86", example_inputs=None, tuning_db=None, snn_policy
 
     Raises
     ------
-    TargetError, ModelImportError, UnsupportedOpError, CompileError, ConfigError
+    TargetError, ModelImportError, UnsupportedOpError, CompileError, ConfigError, FormatError
     """
     if snn_policy is not None and not isinstance(snn_policy, LoweringPolicy):
         raise ConfigError(f"snn_policy must be a LoweringPolicy, got {type(snn_policy).__name__}")
@@ -50,12 +50,12 @@ def compile(model, target="x86", example_inputs=None, tuning_db=None, snn_policy
         model = load_onnx(model)  # read once: for the graph and its metadata
     mod = to_relax(model, example_inputs)
     inputs = input_specs(mod)
+    entries = read_entries(onnx_metadata(model))  # bad metadata fails before the build
     try:
         mod = run_graph_passes(mod, tvm_target, snn_policy)
         layers = read_reports(mod)
         executable = tvm.compile(mod, target=tvm_target, relax_pipeline=lowering_pipeline(tvm_target))
     except Exception as err:  # TVM raises InternalError/TVMError/ValueError here
         raise CompileError(f"TVM failed to build the model for {spec}: {err}") from err
-    entries = read_entries(onnx_metadata(model))
     problems = cross_check(layers, entries) if entries else []
     return CompiledModel(executable, spec, inputs, layers, problems)
