@@ -64,11 +64,9 @@ def download_wheel(spec, version, folder):
     ToolchainError
         When pip fails, times out or downloads no wheel.
     """
-    command = [
-        sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
-        "--only-binary=:all:", "--platform", spec.ffi_wheel_platform, "--dest", str(folder),
-        f"{WHEEL_PACKAGE}=={version}",
-    ]  # fmt: skip
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps"]
+    command += ["--only-binary=:all:", "--platform", spec.ffi_wheel_platform, "--dest", str(folder)]
+    command.append(f"{WHEEL_PACKAGE}=={version}")
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=FETCH_TIMEOUT_S)
     except subprocess.TimeoutExpired:
