@@ -15,9 +15,10 @@ from tvm import te
 
 from schedules.bnn_xnor import bnn_reference
 from schedules.bnn_xnor import build_kernel as build_bnn_kernel
+from schedules.cpu import CpuSpec
+from schedules.kernels import build_scheduled
 from schedules.reference import accumulate_binary, conv2d_reference
 from schedules.subbit import KERNEL_1X1, KERNEL_3X3
-from schedules.subbit_tir import build_kernel
 from tvm_snn.deploy.archs import ARCHS, check_emulator, qemu_arch
 from tvm_snn.deploy.ffi_library import FFI_WHEEL
 from tvm_snn.deploy.harness import build_harness
@@ -50,11 +51,12 @@ def make_input(seed, activation):
     return subbit_strategies.make_input((BATCH, IN_CHANNELS, *IMAGE_HW), seed, activation)
 
 
-NEON_BYTES = 16
+# The register blocking of NEON's 16-byte vectors, on two cores.
+NEON = CpuSpec(num_cores=2, vector_bytes=16)
 
 
 def run_kernel(conv, x, arch, **options):
-    kernel = build_kernel(conv, x.shape, vector_bytes=NEON_BYTES)  # NEON register blocking
+    kernel = build_scheduled(conv, x.shape, NEON)
     (out,) = run_under_qemu(kernel.func, arch, [x, *kernel.constants], [(kernel.out_shape, "float32")], **options)
     return out
 
@@ -131,7 +133,7 @@ def test_any_number_of_args_and_dtypes(arch):
 def test_kernel_error_is_typed_and_carries_the_message(arch):
     conv = make_conv(KERNEL_1X1, seed=0)
     x = make_input(seed=0, activation="float")
-    kernel = build_kernel(conv, x.shape)
+    kernel = build_scheduled(conv, x.shape)
     wrong = x[..., 1:]
     with pytest.raises(QemuRunError, match=r"Invalid data\.shape\[3\] on argument #0"):
         run_under_qemu(kernel.func, arch, [wrong, *kernel.constants], [(kernel.out_shape, "float32")])
