@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tvm_snn.train import SNNConv2d, Sign, build_float_resnet18, build_resnet18
+from tvm_snn.train import Sign, SNNConv2d, build_float_resnet18, build_resnet18
 from tvm_snn.train.data import CIFAR_CLASSES
 from tvm_snn.train.exporter import read_layers
 from tvm_snn.train.zoo import FLOAT_NAME, RESNET18_TAU, SNN_A1_NAME, SNN_A32_NAME, cifar_input_shape
