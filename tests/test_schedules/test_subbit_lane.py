@@ -8,18 +8,13 @@ import tvm
 from guarded import guarded_tensors, run_on_guarded_input
 from test_schedules.subbit_strategies import make_conv, make_input
 
+from schedules import kernels
+from schedules.cpu import CpuSpec
+from schedules.lane_plan import MAX_LANE_TAU, lane_kernel_fits
 from schedules.reference import accumulate_binary, conv2d_reference
 from schedules.subbit import KERNEL_1X1, KERNEL_3X3, unpack_indices
-from schedules.subbit_lane import (
-    LANE_TAIL_BYTES,
-    MAX_LANE_TAU,
-    build_lane_kernel,
-    lane_constants,
-    lane_kernel_fits,
-    permute_table,
-)
-from schedules.subbit_lane_schedule import is_lane_kernel
-from schedules.subbit_schedule import is_subbit_kernel
+from schedules.subbit_lane import lane_constants, permute_table
+from schedules.subbit_tir import UNPACK_TAIL_BYTES
 from tvm_snn.errors import FormatError
 from tvm_snn.target import parse_target
 
@@ -40,8 +35,13 @@ CASES = [
 ]
 
 
+def build_lane(conv, shape, num_cores=2):
+    """The scheduled lane kernel, as the pipeline builds it on a VBMI CPU."""
+    return kernels.build_scheduled(conv, shape, plan=kernels.select_plan(conv, shape, CpuSpec(num_cores), "lane"))
+
+
 def run(conv, x, num_cores=2):
-    kernel = build_lane_kernel(conv, x.shape, num_cores=num_cores)
+    kernel = build_lane(conv, x.shape, num_cores)
     lib = tvm.compile(kernel.func, target=TARGET)
     out = tvm.runtime.tensor(np.zeros(kernel.out_shape, np.float32))
     lib(tvm.runtime.tensor(x), *[tvm.runtime.tensor(c) for c in kernel.constants], out)
@@ -73,7 +73,7 @@ def test_lane_kernel_reads_only_its_inputs():
     """Input and packed indices against unmapped pages: an out-of-bounds read would crash."""
     conv = make_conv(KERNEL_3X3, 5, 24, 256, seed=1, activation="binary", padding=1, stride=2)
     x = make_input((2, 24, 8, 8), seed=2, activation="binary")
-    kernel = build_lane_kernel(conv, x.shape)
+    kernel = build_lane(conv, x.shape)
     lib = tvm.compile(kernel.func, target=TARGET)
     expected = conv2d_reference(x, conv)
     for got in run_on_guarded_input(lib, x, kernel.constants, kernel.out_shape):
@@ -89,9 +89,9 @@ def test_lane_kernel_reads_only_its_inputs():
 def test_lane_constants_store_tau_bits_per_unit_unit_major():
     conv = make_conv(KERNEL_3X3, 5, 64, 256, seed=0, activation="binary", bias=False)
     packed, perm, alpha = lane_constants(conv)
-    assert packed.size == 64 * 256 * 5 // 8 + LANE_TAIL_BYTES
-    assert not packed[-LANE_TAIL_BYTES:].any()
-    stream = packed[:-LANE_TAIL_BYTES]
+    assert packed.size == 64 * 256 * 5 // 8 + UNPACK_TAIL_BYTES
+    assert not packed[-UNPACK_TAIL_BYTES:].any()
+    stream = packed[:-UNPACK_TAIL_BYTES]
     np.testing.assert_array_equal(unpack_indices(stream, 5, 64 * 256).reshape(64, 256), conv.indices.T)
     assert perm.shape == (3, 8, 64) and alpha.shape == (256,)
 
@@ -136,7 +136,7 @@ def test_lane_kernel_fits_says_why_not(change, out_hw, reason):
     conv = make_conv(args["kernel"], args["tau"], cin, args["out_channels"], seed=0, activation=args["activation"])
     assert reason in lane_kernel_fits(conv, out_hw)
     with pytest.raises(FormatError, match="the lane kernel does not apply"):
-        build_lane_kernel(conv, (1, cin, *out_hw))
+        kernels.select_plan(conv, (1, cin, *out_hw), kind="lane")
 
 
 def test_lane_kernel_fits_a_resnet_4x4_layer():
@@ -146,11 +146,12 @@ def test_lane_kernel_fits_a_resnet_4x4_layer():
 
 def test_lane_kernel_is_told_apart_from_the_pixel_lane_kernel():
     conv = make_conv(KERNEL_3X3, 5, 16, 256, seed=0, activation="binary", padding=1)
-    func = build_lane_kernel(conv, (1, 16, 4, 4), schedule=False).func
-    assert is_lane_kernel(func) and not is_subbit_kernel(func)
+    lane = kernels.build(conv, (1, 16, 4, 4), kernels.select_plan(conv, (1, 16, 4, 4), kind="lane"))
+    pixel_lane = kernels.build(conv, (1, 16, 4, 4), kernels.select_plan(conv, (1, 16, 4, 4), kind="pixel-lane"))
+    assert kernels.kernel_kind(lane.func) == "lane" and kernels.kernel_kind(pixel_lane.func) == "pixel-lane"
 
 
 def test_wrong_input_channels():
     conv = make_conv(KERNEL_3X3, 5, 16, 256, seed=0, activation="binary", padding=1)
     with pytest.raises(FormatError, match="input has 8 channels, the conv takes 16"):
-        build_lane_kernel(conv, (1, 8, 4, 4))
+        build_lane(conv, (1, 8, 4, 4))

@@ -7,7 +7,7 @@ from guarded import run_on_guarded_input
 from tvm import te
 
 from schedules.subbit_pad import PIECE_LANES, PadGeometry, padded_input
-from schedules.subbit_tir import sign_int8
+from schedules.tir_build import sign_int8
 
 TARGET = tvm.target.Target({"kind": "llvm"})
 

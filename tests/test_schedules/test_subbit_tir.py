@@ -8,15 +8,12 @@ import tvm
 from guarded import run_on_guarded_input
 from test_schedules.subbit_strategies import make_conv, make_input
 
+from schedules.kernels import build_scheduled
+from schedules.knobs import MAX_BAKED_TAU, RESP_BUDGET_BYTES
 from schedules.reference import accumulate_binary, conv2d_reference
 from schedules.subbit import KERNEL_1X1, KERNEL_3X3
-from schedules.subbit_tir import (
-    MAX_BAKED_TAU,
-    RESP_BUDGET_BYTES,
-    UNPACK_TAIL_BYTES,
-    build_kernel,
-    unit_group,
-)
+from schedules.subbit_plan import unit_group
+from schedules.subbit_tir import UNPACK_TAIL_BYTES
 from tvm_snn.errors import FormatError
 
 from common import KERNEL_ATOL, KERNEL_RTOL
@@ -25,7 +22,7 @@ TARGET = tvm.target.Target({"kind": "llvm"})
 
 
 def run_kernel(conv, x):
-    kernel = build_kernel(conv, x.shape)
+    kernel = build_scheduled(conv, x.shape)
     lib = tvm.compile(kernel.func, target=TARGET)
     out = tvm.runtime.tensor(np.zeros(kernel.out_shape, np.float32))
     lib(tvm.runtime.tensor(x), *[tvm.runtime.tensor(c) for c in kernel.constants], out)
@@ -78,7 +75,7 @@ def test_binary_kernel_applies_the_sign_itself(kernel, tau, cin, cout, hw, geome
 
 def test_kernel_stores_packed_indices_not_dense_weights():
     conv = make_conv(KERNEL_3X3, 5, 64, 64, seed=0, bias=False, padding=1)
-    kernel = build_kernel(conv, (1, 64, 8, 8))
+    kernel = build_scheduled(conv, (1, 64, 8, 8))
     packed, segments, alpha = kernel.constants
     assert packed.dtype == np.uint8 and packed.size == 64 * 64 * 5 // 8 + UNPACK_TAIL_BYTES
     assert segments.shape == (32, 3) and alpha.shape == (64,)
@@ -92,7 +89,7 @@ def test_kernel_stores_packed_indices_not_dense_weights():
 def test_wrong_input_channels():
     conv = make_conv(KERNEL_3X3, 3, 4, 4, seed=0)
     with pytest.raises(FormatError, match="input has 5 channels, the conv takes 4"):
-        build_kernel(conv, (1, 5, 8, 8))
+        build_scheduled(conv, (1, 5, 8, 8))
 
 
 @pytest.mark.parametrize("tau", [MAX_BAKED_TAU, MAX_BAKED_TAU + 1])
@@ -100,7 +97,7 @@ def test_codebook_is_compiled_in_up_to_max_baked_tau(tau):
     """Up to MAX_BAKED_TAU the kernel ignores the segment-table argument; above, it reads it."""
     conv = make_conv(KERNEL_3X3, tau, 4, 6, seed=tau, bias=False, padding=1)
     x = make_input((1, 4, 6, 6), seed=0, activation="float")
-    kernel = build_kernel(conv, x.shape)
+    kernel = build_scheduled(conv, x.shape)
     lib = tvm.compile(kernel.func, target=TARGET)
     packed, segments, alpha = kernel.constants
     out = tvm.runtime.tensor(np.zeros(kernel.out_shape, np.float32))
@@ -117,7 +114,7 @@ def test_kernel_reads_only_its_input(kernel, tau, cin, cout, hw, geometry, activ
     """With the input against unmapped pages, an out-of-bounds read would crash the test run."""
     conv = make_conv(kernel, tau, cin, cout, seed=tau, activation=activation, **geometry)
     x = make_input((2, cin, *hw), seed=cout, activation=activation)
-    built = build_kernel(conv, x.shape)
+    built = build_scheduled(conv, x.shape)
     lib = tvm.compile(built.func, target=TARGET)
     expected = run_kernel(conv, x)
     for got in run_on_guarded_input(lib, x, built.constants, built.out_shape):

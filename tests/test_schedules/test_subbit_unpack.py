@@ -7,7 +7,7 @@ from guarded import guarded_tensors
 from tvm import te, tirx
 
 from schedules.subbit import pack_indices
-from schedules.subbit_unpack import LANES, MAX_TAU, TAIL_BYTES, fits, unpack_bytes
+from schedules.subbit_unpack import LANES, TAIL_BYTES, UNPACK_MAX_TAU, fits, unpack_bytes
 from tvm_snn.target import parse_target
 
 from common import needs_vbmi
@@ -45,7 +45,7 @@ def test_finish_maps_the_indices_with_their_columns():
         lanes = f"int32x{LANES}"
         return tirx.Cast(lanes, values) * tirx.Broadcast(tirx.const(100, "int32"), LANES) + tirx.Cast(lanes, cols)
 
-    out = unpack_bytes(placeholder, shape, tau, finish=finish, dtype="int32")
+    out = unpack_bytes(placeholder, shape, tau, 1, finish=finish, dtype="int32")
     lib = tvm.compile(te.create_prim_func([placeholder, out]), target=TARGET)
     got = tvm.runtime.tensor(np.zeros(shape, np.int32))
     lib(tvm.runtime.tensor(stream(indices, tau)), got)
@@ -55,7 +55,7 @@ def test_finish_maps_the_indices_with_their_columns():
 def test_refuses_what_it_cannot_unpack():
     placeholder = te.placeholder((100,), "uint8", "packed")
     with pytest.raises(ValueError, match="cannot unpack 2x48 indices"):
-        unpack_bytes(placeholder, (2, 48), 3)
-    with pytest.raises(ValueError, match=f"of {MAX_TAU + 1} bits"):
-        unpack_bytes(placeholder, (2, 64), MAX_TAU + 1)
-    assert fits(128, MAX_TAU) and not fits(96, 3) and not fits(128, MAX_TAU + 1)
+        unpack_bytes(placeholder, (2, 48), 3, 1)
+    with pytest.raises(ValueError, match=f"of {UNPACK_MAX_TAU + 1} bits"):
+        unpack_bytes(placeholder, (2, 64), UNPACK_MAX_TAU + 1, 1)
+    assert fits(128, UNPACK_MAX_TAU) and not fits(96, 3) and not fits(128, UNPACK_MAX_TAU + 1)
