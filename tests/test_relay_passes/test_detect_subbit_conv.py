@@ -15,7 +15,17 @@ from relay_passes.detect_subbit_conv import (
     COMPOSITE_NAME,
     DetectSubBitConv,
 )
+from relay_passes.layer_records import (
+    ATTR_ALPHA,
+    ATTR_CODEBOOK,
+    ATTR_DENSE_CONVS,
+    ATTR_INDICES,
+    ATTR_REPORT,
+    read_reports,
+    report_record,
+)
 from relay_passes.policy import LoweringPolicy
+from relay_passes.report import LayerReport
 from tvm_snn.errors import ConfigError
 
 SHAPE = (1, 64, 8, 8)
@@ -31,6 +41,15 @@ def expected_module(weight, binary):
         ATTR_TAU: 5,
         ATTR_ACTIVATION: "binary" if binary else "float",
         ATTR_LAYER: "conv0:gv",
+        # 64 x 64 units of 5 bits, stored as the pixel-lane kernel's constants: indices,
+        # their 64-byte unpacking tail, 32 x 3 int32 row patterns, alpha.
+        ATTR_REPORT: report_record(
+            0,
+            LayerReport(
+                "conv0:gv", "3x3", 5, 5 / 9, "binary" if binary else "float", True, "", 64 * 64 * 9,
+                64 * 64 * 5 // 8 + 64 + 32 * 3 * 4 + 64 * 4,
+            ),
+        ),
     }
     const = relax.const(weight)
     with builder.function(COMPOSITE_FUNC_NAME, [data], attrs=attrs, private=True):
@@ -51,9 +70,17 @@ def expected_module(weight, binary):
 def test_expected_ir(binary):
     weight = subbit_weight(64, 64, tau=5)
     before = conv_module(weight, SHAPE, binary=binary)
-    layers = []
-    after = DetectSubBitConv(layers)(before)
+    after = DetectSubBitConv()(before)
+    layers = read_reports(after)
     expected, _ = expected_module(weight, binary)
+    # The composite also carries the sub-bit format it found: it rebuilds the weight.
+    composite = after[COMPOSITE_FUNC_NAME]
+    codebook, indices, alpha = (composite.attrs[key].numpy() for key in (ATTR_CODEBOOK, ATTR_INDICES, ATTR_ALPHA))
+    rebuilt = codebook[indices].astype(np.float32) * alpha[:, None, None]
+    np.testing.assert_array_equal(rebuilt.reshape(weight.shape), weight)
+    for key in (ATTR_CODEBOOK, ATTR_INDICES, ATTR_ALPHA):
+        composite = composite.without_attr(key)
+    after = tvm.IRModule({gv: (composite if gv.name_hint == COMPOSITE_FUNC_NAME else f) for gv, f in after.functions_items()})
     # The composite holds the very constant of the input module.
     conv = next(b.value for b in after[COMPOSITE_FUNC_NAME].body.blocks[0].bindings)
     expected_conv = next(b.value for b in expected[COMPOSITE_FUNC_NAME].body.blocks[0].bindings)
@@ -85,25 +112,25 @@ def weight_with_per_element_scale():
 )
 def test_must_not_fire(make_module, reason):
     before = make_module()
-    layers = []
-    after = DetectSubBitConv(layers)(before)
-    tvm.ir.assert_structural_equal(after, before)
-    (report,) = layers
+    after = DetectSubBitConv()(before)
+    # The graph is unchanged; the enclosing function only records why the conv stays dense.
+    assert ATTR_DENSE_CONVS in after["main"].attrs
+    tvm.ir.assert_structural_equal(after["main"].without_attr(ATTR_DENSE_CONVS), before["main"])
+    (report,) = read_reports(after)
     assert not report.lowered and report.reason.startswith(reason)
 
 
 def test_tau_cap_is_a_policy():
     before = conv_module(subbit_weight(64, 64, tau=6), SHAPE)
-    layers = []
-    DetectSubBitConv(layers, LoweringPolicy(max_tau_3x3=5))(before)
+    layers = read_reports(DetectSubBitConv(LoweringPolicy(max_tau_3x3=5))(before))
     assert layers[0].reason.startswith("too many patterns") and layers[0].tau == 6
 
 
 def test_disabled_policy_keeps_everything_dense():
     before = conv_module(subbit_weight(64, 64, tau=5), SHAPE)
-    layers = []
-    after = DetectSubBitConv(layers, LoweringPolicy(enabled=False))(before)
-    tvm.ir.assert_structural_equal(after, before)
+    after = DetectSubBitConv(LoweringPolicy(enabled=False))(before)
+    layers = read_reports(after)
+    tvm.ir.assert_structural_equal(after["main"].without_attr(ATTR_DENSE_CONVS), before["main"])
     assert layers[0].tau == 5 and layers[0].reason == "SNN lowering disabled by the policy"
 
 

@@ -7,15 +7,19 @@ from relax_builders import conv_module, subbit_weight
 from tvm import relax
 
 from relay_passes.detect_subbit_conv import DetectSubBitConv
+from relay_passes.layer_records import ATTR_REPORT, report_record
 from relay_passes.lower_subbit_conv import (
     ATTR_OP_PATTERN,
     KERNEL_FUNC_NAME,
     OP_PATTERN_OUT_ELEMWISE_FUSABLE,
     LowerSubBitConv,
 )
+from relay_passes.report import LayerReport
+from schedules import kernels
+from schedules.cpu import CpuSpec
 from schedules.reference import conv2d_reference
 from schedules.subbit import SubBitConv
-from schedules.subbit_tir import build_kernel
+from schedules.subbit_plan import SubBitPlan
 
 from common import KERNEL_ATOL, KERNEL_RTOL
 
@@ -23,11 +27,33 @@ SHAPE = (1, 64, 8, 8)
 TARGET = tvm.target.Target({"kind": "llvm"})
 
 
+def expected_report(conv, kernel):
+    """The report the kernel carries: the detector's, with the kernel and its real bytes."""
+    report = LayerReport(
+        name="conv0:gv",
+        kernel="3x3",
+        tau=5,
+        bits_per_weight=5 / 9,
+        activation=conv.activation,
+        lowered=True,
+        weights=64 * 64 * 9,
+        # 64 x 64 indices of 5 bits, the unpacking tail, 32 x 3 int32 row patterns, alpha.
+        stored_bytes=64 * 64 * 5 // 8 + 64 + 32 * 3 * 4 + 64 * 4,
+        snn_kernel="pixel-lane",
+    )
+    assert report.stored_bytes == kernel.stored_bytes
+    return report_record(0, report)
+
+
 def expected_module(conv):
     """The kernel called on ``x``: with binary activations it applies the sign itself."""
-    kernel = build_kernel(conv, SHAPE, schedule=False)
+    kernel = kernels.build(conv, SHAPE, SubBitPlan.default(conv, SHAPE, CpuSpec()))
     builder = relax.BlockBuilder()
-    func = kernel.func.without_attr("global_symbol").with_attr(ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE)
+    func = (
+        kernel.func.without_attr("global_symbol")
+        .with_attr(ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE)
+        .with_attr(ATTR_REPORT, expected_report(conv, kernel))
+    )
     gv = builder.add_func(func, KERNEL_FUNC_NAME)
     x = relax.Var("x", relax.TensorType(SHAPE, "float32"))
     with builder.function("main", [x]):
@@ -56,7 +82,7 @@ def test_expected_ir(binary):
 def test_must_not_fire_without_composites():
     before = conv_module(np.random.default_rng(0).standard_normal((64, 64, 3, 3)).astype(np.float32), SHAPE)
     detected = DetectSubBitConv()(before)
-    tvm.ir.assert_structural_equal(LowerSubBitConv()(detected), before)
+    tvm.ir.assert_structural_equal(LowerSubBitConv()(detected), detected)
 
 
 @pytest.mark.parametrize(

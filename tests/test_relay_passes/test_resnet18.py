@@ -13,11 +13,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+import tvm
 from snn_models import make_dyadic_, quantize_, randomize_bn_, resnet18_cifar
 from tvm import relax
 
 import tvm_snn
-from relay_passes.pipeline import snn_passes
+from relay_passes.pipeline import run_graph_passes
 from tvm_snn.importers import to_relax
 
 from common import FLOAT_ATOL, FLOAT_RTOL
@@ -120,8 +121,7 @@ def test_sign_ops_are_taken_into_the_binary_kernels(compiled):
     binary, _, path, _ = compiled
     mod = to_relax(onnx.load(path))
     signs_before = _sign_calls(mod)
-    for lowering in snn_passes([]):
-        mod = lowering(mod)
+    mod = run_graph_passes(mod, tvm.target.Target({"kind": "llvm"}))
     assert bool(signs_before) == binary
     assert _sign_calls(mod) == []
 

@@ -13,10 +13,10 @@ from tvm.script import tirx as T
 from relay_passes.detect_subbit_conv import DetectSubBitConv
 from relay_passes.lower_subbit_conv import LowerSubBitConv
 from relay_passes.schedule_dense_fallback import ScheduleDenseFallback
+from schedules.cpu import CpuSpec
 from schedules.dense_cpu import schedule_dense
+from schedules.kernels import kernel_kind
 from schedules.reference import conv2d_dense_reference
-from schedules.subbit_lane_schedule import is_lane_kernel
-from schedules.subbit_schedule import is_subbit_kernel
 
 from common import KERNEL_ATOL, KERNEL_RTOL, SCHEDULED_ATOL, SCHEDULED_RTOL
 
@@ -47,7 +47,7 @@ def test_dense_conv_is_scheduled():
 
 def test_must_not_fire_on_subbit_kernels():
     before = legalized(conv_module(subbit_weight(64, 64, tau=5), SHAPE))
-    kernels = {name: f for name, f in prim_funcs(before).items() if is_subbit_kernel(f)}
+    kernels = {name: f for name, f in prim_funcs(before).items() if kernel_kind(f) == "pixel-lane"}
     assert kernels
     after = prim_funcs(ScheduleDenseFallback()(before))
     for name, func in kernels.items():
@@ -87,11 +87,11 @@ def test_conv_epilogue_runs_in_the_conv_parallel_loop():
 
 def test_must_not_fire_on_lane_kernels():
     shape = (1, 256, 4, 4)
-    mod = LowerSubBitConv(vbmi=True)(DetectSubBitConv()(conv_module(subbit_weight(256, 256, tau=5), shape, binary=True)))
+    mod = LowerSubBitConv(CpuSpec(vbmi=True))(DetectSubBitConv()(conv_module(subbit_weight(256, 256, tau=5), shape, binary=True)))
     with TARGET:
         passes = cpu_pipeline.library_dispatch_passes(TARGET) + cpu_pipeline.legalize_passes(TARGET)
         before = tvm.transform.Sequential(passes)(mod)
-    kernels = {name: f for name, f in prim_funcs(before).items() if is_lane_kernel(f)}
+    kernels = {name: f for name, f in prim_funcs(before).items() if kernel_kind(f) == "lane"}
     assert kernels
     after = prim_funcs(ScheduleDenseFallback()(before))
     for name, func in kernels.items():

@@ -12,12 +12,15 @@ from tvm import relax
 from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
 
 from relay_passes.detect_subbit_conv import DetectSubBitConv
+from relay_passes.layer_records import read_reports
 from relay_passes.lower_subbit_conv import LowerSubBitConv
-from relay_passes.pipeline import build_pipeline, target_has_vbmi, target_vector_bytes
+from relay_passes.pipeline import build_pipeline, run_graph_passes
 from relay_passes.schedule_subbit_kernels import ScheduleSubBitKernels
+from schedules.cpu import CpuSpec
+from schedules.kernels import kernel_kind
 from schedules.reference import conv2d_reference
 from schedules.subbit import SubBitConv
-from schedules.subbit_schedule import is_subbit_kernel, schedule_kernel
+from schedules.subbit_schedule import schedule_kernel
 from tvm_snn.target import parse_target
 
 from common import KERNEL_ATOL, KERNEL_RTOL, needs_vbmi
@@ -47,7 +50,7 @@ def inputs():
 
 def test_epilogue_is_fused_into_the_kernel_and_scheduled():
     mod = fused(block_module(*inputs()))
-    kernels = [(gv, f) for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc) and is_subbit_kernel(f)]
+    kernels = [(gv, f) for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc) and kernel_kind(f) == "pixel-lane"]
     (gv, func), = kernels
     assert "add" in gv.name_hint and "relu" in gv.name_hint
     after = ScheduleSubBitKernels()(mod)
@@ -215,9 +218,9 @@ def test_must_not_fire_on_dense_kernels():
 
 def test_fused_block_matches_reference():
     weight, bias, residual = inputs()
-    layers = []
-    executable = tvm.compile(block_module(weight, bias, residual), target=TARGET, relax_pipeline=build_pipeline(TARGET, layers))
-    assert [layer.lowered for layer in layers] == [True]
+    mod = block_module(weight, bias, residual)
+    assert [layer.lowered for layer in read_reports(run_graph_passes(mod, TARGET))] == [True]
+    executable = tvm.compile(mod, target=TARGET, relax_pipeline=build_pipeline(TARGET))
     x = np.random.default_rng(2).standard_normal(SHAPE).astype(np.float32)
     got = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
     conv = SubBitConv.from_dense(weight, bias=bias, padding=1)
@@ -230,7 +233,7 @@ def test_fused_block_matches_reference():
     [("llvm -mcpu=skylake-avx512", 64), ("llvm -mcpu=haswell", 32), ("aarch64", 16), ("pynq", 16)],
 )
 def test_register_blocking_follows_the_target_vector_width(target, width):
-    assert target_vector_bytes(parse_target(target)) == width
+    assert CpuSpec.from_target(parse_target(target)).vector_bytes == width
 
 
 @pytest.mark.parametrize(
@@ -244,12 +247,12 @@ def test_binary_4x4_block_takes_the_lane_kernel_where_the_target_has_vbmi(target
     residual = rng.standard_normal(shape).astype(np.float32)
     mod = conv_epilogue_module(weight, shape, bias, residual, binary=True)
     target = tvm.target.Target(parse_target(target))
-    lowered = build_pipeline(target, [])(mod)
+    lowered = build_pipeline(target)(mod)
     # Block names are gone once lowered; the buffers keep the stage names.
     scripts = [f.script() for f in lowered.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
     assert ["snn_lane" in s for s in scripts].count(True) == int(lane)
     assert ["snn_resp" in s for s in scripts].count(True) == int(not lane)
-    executable = tvm.compile(mod, target=target, relax_pipeline=build_pipeline(target, []))
+    executable = tvm.compile(mod, target=target, relax_pipeline=build_pipeline(target))
     x = rng.standard_normal(shape).astype(np.float32)
     x[:, :, ::2] = 0.0
     got = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
@@ -263,4 +266,4 @@ def test_binary_4x4_block_takes_the_lane_kernel_where_the_target_has_vbmi(target
     [("llvm -mcpu=icelake-server", True), ("llvm -mcpu=skylake-avx512", False), ("aarch64", False), ("pynq", False)],
 )
 def test_lane_kernels_need_avx512_vbmi(target, vbmi):
-    assert target_has_vbmi(parse_target(target)) == vbmi
+    assert CpuSpec.from_target(parse_target(target)).vbmi == vbmi
