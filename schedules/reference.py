@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from schedules.subbit import SubBitConv, as_padding, as_pair, conv_output_hw
+from schedules.subbit import CODEBOOK_DTYPE, SubBitConv, as_padding, as_pair, conv_output_hw
 from tvm_snn.errors import InputError
 
 __all__ = [
@@ -39,7 +39,6 @@ __all__ = [
 
 _INPUT_NDIM = 4
 ACCUMULATOR_DTYPE = np.int32
-SIGN_DTYPE = np.int8
 
 
 def _check_input(x, in_channels: int) -> np.ndarray:
@@ -82,7 +81,7 @@ def binarize(x) -> np.ndarray:
     data = np.asarray(x)
     if not np.isfinite(data).all():
         raise InputError(f"binary activation needs a finite input; input {data.shape} is not")
-    return np.sign(data).astype(SIGN_DTYPE)
+    return np.sign(data).astype(CODEBOOK_DTYPE)
 
 
 def unit_patches(x, conv: SubBitConv) -> np.ndarray:

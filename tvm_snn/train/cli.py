@@ -17,6 +17,7 @@ from tvm_snn.errors import ConfigError
 from tvm_snn.train.checkpoint import load_model
 from tvm_snn.train.config import SNNConfig
 from tvm_snn.train.data import DATASETS, DEFAULT_IMAGE_SIZE, DataBundle, DataSpec, load_dataset
+from tvm_snn.train.distributed import RANK_VAR, ROOT_RANK
 from tvm_snn.train.exporter import export
 from tvm_snn.train.layers import DEFAULT_TAU_1X1, DEFAULT_TAU_3X3
 from tvm_snn.train.models import MODEL_REGISTRY, STEMS, ModelSpec
@@ -36,8 +37,6 @@ DEFAULT_MODEL = "resnet20"
 DEFAULT_DATASET = "digits"
 DEFAULT_OUT = "runs/train"
 NONE_WORD = "none"
-RANK_VAR = "RANK"
-ROOT_RANK = "0"
 
 
 def _tau_1x1(text):
@@ -105,7 +104,7 @@ def add_commands(subparsers):
 
 
 def _is_root():
-    return os.environ.get(RANK_VAR, ROOT_RANK) == ROOT_RANK
+    return os.environ.get(RANK_VAR, str(ROOT_RANK)) == str(ROOT_RANK)
 
 
 def spec_from_args(args, data_spec):
