@@ -1,7 +1,9 @@
-"""Sub-bit weight format, its NumPy reference, and (later) the TensorIR kernels.
+"""Sub-bit weight format, its NumPy reference, and the TensorIR kernels.
 
 ``schedules.subbit`` holds the one data model, :class:`SubBitConv`;
-``schedules.reference`` defines what it computes. Both are pure NumPy.
+``schedules.reference`` defines what it computes. Both are pure NumPy, and
+are what this package exports. The kernels are reached through
+``schedules.kernels`` (pick a kernel and its plan, build, schedule).
 """
 
 from schedules.reference import (

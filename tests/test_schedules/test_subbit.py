@@ -27,7 +27,7 @@ from schedules.subbit import (
 from tvm_snn.errors import FormatError
 from tvm_snn.schema import code_to_signs, negate_code, signs_to_code
 
-from common import SCHEDULES_MAX_EXAMPLES
+from common import ROUNDTRIP_RTOL, SCHEDULES_MAX_EXAMPLES
 
 EXAMPLES = SCHEDULES_MAX_EXAMPLES
 SEED = 20240611
@@ -421,7 +421,7 @@ def test_from_dense_keeps_given_larger_tau():
 def test_from_dense_tolerance():
     weight = make_conv().to_dense().astype(np.float64)
     weight[2, 1, 0, 0] *= 1 + 1e-7
-    np.testing.assert_allclose(SubBitConv.from_dense(weight).to_dense(), weight, rtol=1e-6)
+    np.testing.assert_allclose(SubBitConv.from_dense(weight).to_dense(), weight, rtol=ROUNDTRIP_RTOL)
     weight[2, 1, 0, 0] *= 1 + 1e-3
     with pytest.raises(FormatError, match="output channel 2, unit 1 .input channel 1., element 0 "):
         SubBitConv.from_dense(weight)

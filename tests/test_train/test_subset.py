@@ -23,7 +23,7 @@ from tvm_snn.train.subset import (
     unit_size,
 )
 
-from common import TRAIN_MAX_EXAMPLES
+from common import STATISTIC_ATOL, TRAIN_MAX_EXAMPLES
 
 
 @pytest.mark.parametrize("unit", [UNIT_1X1, UNIT_3X3])
@@ -102,7 +102,7 @@ def test_nearest_is_the_minimum_l2_codeword(seed, tau, rows):
     idx = nearest(units, codebook)
     distances = torch.cdist(units, codebook)
     chosen = distances.gather(1, idx[:, None]).squeeze(1)
-    torch.testing.assert_close(chosen, distances.min(dim=1).values, rtol=0, atol=1e-5)
+    torch.testing.assert_close(chosen, distances.min(dim=1).values, rtol=0, atol=STATISTIC_ATOL)
 
 
 def test_duplicate_mask_keeps_first_occurrences():
