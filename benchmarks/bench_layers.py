@@ -31,7 +31,6 @@ from peers import (
 
 from schedules.subbit import ACTIVATIONS, SubBitConv
 from tvm_snn.benchmarking import PEER_BLOCK, PEER_SETTLE_S, PEER_WARM_S, time_peers
-from tvm_snn.threads import default_to_all_cores
 
 SHAPES = [(64, 56), (128, 28), (256, 14), (512, 7)]
 TAUS = [4, 5, 6]
@@ -107,7 +106,6 @@ def main(argv=None):
     parser.add_argument("--target", default="x86")
     parser.add_argument("--quick", action="store_true", help="tau=5, batch 1 only")
     args = parser.parse_args(argv)
-    default_to_all_cores()
     taus, batches = ([5], [1]) if args.quick else (TAUS, BATCHES)
     rows = []
     print(f"{'case':<28} {'tvm-snn ms':>10} " + " ".join(f"{p:>12}" for p in [*PEERS, BNN_PEER]))

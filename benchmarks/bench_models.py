@@ -27,7 +27,6 @@ from peers import (
 )
 
 from tvm_snn.benchmarking import PEER_THREADS, time_peers
-from tvm_snn.threads import default_to_all_cores
 from tvm_snn.train.zoo import build_resnet18, cifar_input_shape
 
 REPEAT = 10  # rounds, of PEER_BLOCK timed calls per peer
@@ -75,7 +74,6 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="x86", help="target preset or string (default: this CPU)")
     args = parser.parse_args(argv)
-    default_to_all_cores()
     rows = []
     print(f"{'case':<24} {'tvm-snn ms':>10} " + " ".join(f"{p:>12}" for p in PEERS))
     with tempfile.TemporaryDirectory() as out_dir:

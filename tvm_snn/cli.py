@@ -109,9 +109,6 @@ def build_parser():
 def main(argv=None):
     """Entry point of the ``tvm-snn`` console script."""
     args = build_parser().parse_args(argv)
-    from tvm_snn.threads import default_to_all_cores
-
-    default_to_all_cores()
     try:
         args.func(args)
     except SNNError as err:

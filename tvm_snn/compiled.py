@@ -20,7 +20,7 @@ from tvm_snn.benchmarking import time_interleaved
 from tvm_snn.errors import ArtifactError, InputError, NotRunnableError
 from tvm_snn.importers import InputSpec
 from tvm_snn.target import runs_on_host, target_arch
-from tvm_snn.threads import current_threads
+from tvm_snn.threads import default_threads, use_threads
 from tvm_snn.toolchain import fcompile_for
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -81,17 +81,36 @@ class CompiledModel:
         What the SNN passes decided, one entry per conv.
     metadata_problems : list of str, optional
         Where the detector and the training frontend's metadata disagree.
+
+    Notes
+    -----
+    A model runs on :attr:`num_threads` TVM threads: by default all the
+    cores this process may use (or the target's ``num-cores``, when it has
+    one, at most those; or ``TVM_NUM_THREADS`` when set). Set
+    ``cm.num_threads = n`` to choose another count.
     """
 
     def __init__(self, module, target, inputs, layers, metadata_problems=()):
         self._module = module
         self.target = dict(target)
+        self._num_threads = default_threads(self.target.get("num-cores"))
         self.inputs = list(inputs)
         self.snn_layers = list(layers)
         self.metadata_problems = list(metadata_problems)
         self._vm = None
         self._staging = None  # aligned input tensors and numpy views of them
         self._arch = target_arch(self.target)  # parsing a target costs ~0.15 ms: once
+
+    @property
+    def num_threads(self):
+        """TVM threads the model runs on (settable: a positive integer)."""
+        return self._num_threads
+
+    @num_threads.setter
+    def num_threads(self, count):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise InputError(f"num_threads must be a positive integer, got {count!r}")
+        self._num_threads = count
 
     @property
     def arch(self):
@@ -159,6 +178,7 @@ class CompiledModel:
         """
         arrays = self._check(args)
         machine = self._machine()
+        use_threads(self._num_threads)
         return _to_numpy(machine(*self._stage(arrays)))
 
     def random_inputs(self, seed=0):
@@ -193,8 +213,9 @@ class CompiledModel:
         arrays = self._check(inputs if inputs is not None else self.random_inputs())
         main = self._machine()
         tensors = self._stage(arrays)
+        threads = use_threads(self._num_threads)
         stats = time_interleaved({"model": lambda: main(*tensors)}, repeat, warmup)["model"]
-        return {**stats, "threads": current_threads()}
+        return {**stats, "threads": threads}
 
     def report(self):
         """Return the compile report: target, inputs and the per-conv table."""

@@ -148,9 +148,6 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=10, help=f"interleaved rounds ({PEER_BLOCK} timed calls per peer each)")
     parser.add_argument("--epochs", type=int, default=15, help="digits training epochs")
     args = parser.parse_args(argv)
-    from tvm_snn.threads import default_to_all_cores
-
-    default_to_all_cores()
     run(args.out, args.target, args.repeat, args.epochs)
     return 0
 

@@ -13,6 +13,7 @@ import tvm
 from tvm.target import Target, TargetKind
 
 from tvm_snn.errors import TargetError
+from tvm_snn.threads import available_cores
 
 SUPPORTED_KINDS = ("llvm",)
 HOST_TRIPLE = "x86_64-linux-gnu"
@@ -31,7 +32,7 @@ def host_cpu():
 
 
 def _x86_preset():
-    return {"kind": "llvm", "mtriple": HOST_TRIPLE, "mcpu": host_cpu(), "num-cores": os.cpu_count()}
+    return {"kind": "llvm", "mtriple": HOST_TRIPLE, "mcpu": host_cpu(), "num-cores": len(available_cores())}
 
 
 def _aarch64_preset():
