@@ -73,6 +73,24 @@ def test_digits_ship_with_the_package_and_split_80_20():
     assert torch.equal(first, data.test.take(torch.arange(5))[0])
 
 
+def test_digits_upsample_by_repeating_each_pixel():
+    small = load_dataset("digits")
+    large = load_dataset("digits", image_size=16)
+    assert large.spec.image_size == 16
+    images, labels = small.test.take(torch.arange(4))
+    upsampled, same_labels = large.test.take(torch.arange(4))
+    assert upsampled.shape == (4, 1, 16, 16) and torch.equal(labels, same_labels)
+    # Every 2x2 block is one pixel of the 8x8 image (the normalization is the same).
+    torch.testing.assert_close(upsampled[:, :, ::2, ::2], images, rtol=0, atol=NORMALIZED_MEAN_ATOL)
+    assert torch.equal(upsampled[:, :, ::2, ::2], upsampled[:, :, 1::2, 1::2])
+
+
+@pytest.mark.parametrize(("size", "message"), [(12, "not a multiple of 8"), (4, "image_size")])
+def test_digits_refuse_other_sizes(size, message):
+    with pytest.raises(ConfigError, match=message):
+        load_dataset("digits", image_size=size)
+
+
 def test_cifar_pickles_load_and_normalize(cifar_dir):
     root, batches, test = cifar_dir
     data = load_dataset("cifar10", root)  # finds the cifar-10-batches-py subfolder

@@ -6,6 +6,7 @@ import torch
 
 from tvm_snn.train import SNNConv2d, load_dataset, snn_metadata, train_digits_snn
 from tvm_snn.train.exporter import read_layers
+from tvm_snn.train.recipes import DIGITS_IMAGE_SIZE
 
 from common import FLOAT_ATOL, FLOAT_RTOL
 
@@ -21,7 +22,7 @@ def test_train_digits_snn_returns_a_frozen_model_its_accuracy_and_an_onnx_file(t
     assert {meta.kernel for meta in metas.values()} == {"3x3"}
     assert {meta.activation for meta in metas.values()} == {"float"}
     assert [entry["module"] for entry in read_layers(onnx_path)] == list(metas)
-    images, _ = load_dataset("digits").test.take(torch.arange(8))
+    images, _ = load_dataset("digits", image_size=DIGITS_IMAGE_SIZE).test.take(torch.arange(8))
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     expected = model(images).detach().numpy()
     for index in range(len(images)):

@@ -256,24 +256,37 @@ def augment_batch(images, augment, generator):
     return images
 
 
-def load_digits(data_dir=None):
-    """Return scikit-learn's digits, 1x8x8, split 80/20 with a fixed seed.
+def load_digits(data_dir=None, image_size=DIGITS_SIDE):
+    """Return scikit-learn's digits, 1x8x8 (or upsampled), split 80/20 with a fixed seed.
 
     Parameters
     ----------
     data_dir : None
         Unused (the data ships with scikit-learn); must be ``None``.
+    image_size : int
+        Side of the images: 8, or a multiple of 8 to which each pixel is
+        repeated (nearest-neighbour upsampling, exact).
 
     Returns
     -------
     DataBundle
+
+    Raises
+    ------
+    ConfigError
+        On a data folder, or a size that is not a positive multiple of 8.
     """
     if data_dir is not None:
         raise ConfigError(f"digits ships with scikit-learn and takes no data folder, got {data_dir}")
+    check_int("image_size", image_size, minimum=DIGITS_SIDE, where="digits")
+    if image_size % DIGITS_SIDE:
+        raise ConfigError(f"digits: image_size={image_size} is not a multiple of {DIGITS_SIDE}")
     from sklearn.datasets import load_digits as sklearn_digits
 
     raw = sklearn_digits()
+    factor = image_size // DIGITS_SIDE
     images = torch.tensor(raw.images, dtype=torch.float32)[:, None]
+    images = images.repeat_interleave(factor, dim=2).repeat_interleave(factor, dim=3)
     labels = torch.tensor(raw.target, dtype=torch.long)
     generator = torch.Generator().manual_seed(DIGITS_SPLIT_SEED)
     order = torch.randperm(len(labels), generator=generator)
@@ -281,7 +294,7 @@ def load_digits(data_dir=None):
     test, train = order[:test_count], order[test_count:]
     scaled = images[train] / DIGITS_MAX
     mean, std = (float(scaled.mean()),), (float(scaled.std()),)
-    spec = DataSpec("digits", DIGITS_CLASSES, 1, DIGITS_SIDE)
+    spec = DataSpec("digits", DIGITS_CLASSES, 1, image_size)
     return DataBundle(
         spec,
         ArrayDataset(images[train], labels[train], DIGITS_MAX, mean, std),
