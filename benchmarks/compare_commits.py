@@ -28,7 +28,7 @@ from peers import RESULTS_DIR, write_results
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 # Fields of a result case that are measurements, not the case's identity.
-MEASURED = ("median_ms", "ratios", "lowered", "reason")
+MEASURED = ("median_ms", "ratios", "lowered", "reason", "convs", "threads", "compile_s", "report")
 
 
 def _git(*args, cwd=ROOT):

@@ -1,13 +1,23 @@
 """The ready-made models of the demo and the benchmarks: exported, frozen, at the stated tau."""
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
+from tvm_snn.errors import ConfigError
 from tvm_snn.train import Sign, SNNConv2d, build_float_resnet18, build_resnet18
 from tvm_snn.train.data import CIFAR_CLASSES
 from tvm_snn.train.exporter import read_layers
-from tvm_snn.train.zoo import FLOAT_NAME, RESNET18_TAU, SNN_A1_NAME, SNN_A32_NAME, cifar_input_shape
+from tvm_snn.train.zoo import (
+    FLOAT_NAME,
+    RESNET18_TAU,
+    SNN_A1_NAME,
+    SNN_A32_NAME,
+    build_snn_resnet,
+    cifar_input_shape,
+    input_shape,
+)
 
 # The CIFAR ResNet-18's sub-bit convs: 16 3x3 convs after the stem, 3 1x1 shortcuts.
 SUBBIT_CONVS = 19
@@ -48,3 +58,22 @@ def test_float_resnet18_has_no_subbit_layers(tmp_path):
     path = build_float_resnet18(tmp_path)
     assert path == str(tmp_path / f"{FLOAT_NAME}.onnx")
     assert read_layers(path) == []
+
+
+@pytest.mark.parametrize(("name", "subbit"), [("resnet18", 19), ("resnet34", 35)])
+def test_imagenet_resnets_export_at_their_batch(tmp_path, name, subbit):
+    # ResNet-18: 16 3x3 convs after the stem and 3 1x1 shortcuts; ResNet-34: 32 and 3.
+    model, path = build_snn_resnet(name, "imagenet", binary=True, out_dir=tmp_path, batch=BATCH)
+    assert path.endswith(f"{name}_imagenet_snn_a1_b{BATCH}.onnx")
+    assert input_shape("imagenet", BATCH) == (BATCH, 3, 224, 224)
+    layers = read_layers(path)
+    assert len(layers) == subbit and {layer["tau"] for layer in layers} == {RESNET18_TAU}
+    graph = onnx.load(path).graph
+    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [BATCH, 3, 224, 224]
+    assert [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim] == [BATCH, 1000]
+    assert not model.training
+
+
+def test_the_zoo_names_what_it_has(tmp_path):
+    with pytest.raises(ConfigError, match="resnet50"):
+        build_snn_resnet("resnet50", "imagenet", binary=False, out_dir=tmp_path)

@@ -42,7 +42,7 @@ from tvm_snn.train.quantizers import BinaryActivation, Sign, SubsetWeightQuantiz
 from tvm_snn.train.recipes import train_digits_snn
 from tvm_snn.train.summary import LayerSummary, ModelSummary, summary
 from tvm_snn.train.trainer import TrainConfig, TrainResult, evaluate, fit
-from tvm_snn.train.zoo import build_float_resnet18, build_resnet18
+from tvm_snn.train.zoo import build_float_resnet18, build_resnet18, build_snn_resnet
 
 __all__ = [
     "CONFIG_VERSION",
@@ -64,6 +64,7 @@ __all__ = [
     "build_float_resnet18",
     "build_model",
     "build_resnet18",
+    "build_snn_resnet",
     "convert",
     "default_filter",
     "evaluate",
