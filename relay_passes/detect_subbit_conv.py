@@ -23,14 +23,24 @@ analysis found, so lowering does not derive it again. The reports of the
 convs left dense go on the enclosing function (``tvm_snn.dense_convs``).
 
 The match itself is a ``tvm.relax.dpl`` pattern (any ``conv2d``; with
-``sign`` before it, the binary form); the decision needs the weight's
-values, which a pattern cannot see, so the analysis makes it.
+``sign`` or a +-1 spelling before it, the binary form); the decision needs
+the weight's values, which a pattern cannot see, so the analysis makes it.
+A weight folded by :mod:`relay_passes.fold_weight_subgraphs` gets the ops it
+was folded from in its report (``LayerReport.folded``); a weight that
+depends on an input keeps the conv dense, and the report names the input
+and the ops between.
 """
 
 import tvm
 from tvm import relax
 
-from relay_passes.layer_records import ATTR_REPORT, conv_attrs, report_record, with_dense_reports
+from relay_passes.layer_records import (
+    ATTR_REPORT,
+    conv_attrs,
+    folded_records,
+    report_record,
+    with_dense_reports,
+)
 from relay_passes.policy import LoweringPolicy
 from relay_passes.subbit_analysis import CONV_PATTERN, analyze_conv
 
@@ -110,13 +120,15 @@ def _analyze_function(func, policy, first):
         ``{bound var: (order, ConvAnalysis)}``.
     """
     var2val = relax.analysis.get_var2val(func)
+    folded = folded_records(func)
     decisions = {}
     for block in func.body.blocks:
         for binding in block.bindings:
             if isinstance(binding, relax.VarBinding) and is_conv(binding.value):
                 order = first + len(decisions)
                 name = f"conv{order}:{binding.var.name}"
-                decisions[binding.var] = (order, analyze_conv(name, binding.value, var2val, policy))
+                analysis = analyze_conv(name, binding.value, var2val, policy, func.params, folded)
+                decisions[binding.var] = (order, analysis)
     return decisions
 
 

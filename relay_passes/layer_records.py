@@ -8,9 +8,15 @@ left dense (``tvm_snn.dense_convs``). ``LowerSubBitConv`` moves each
 composite's report onto its kernel's PrimFunc, with the kernel it chose and
 the bytes its constants really take. :func:`read_reports` collects them, in
 graph order, from a module at any point between the passes.
+
+``FoldWeightSubgraphs`` records, on each function, which ops produced each
+constant it folded (``tvm_snn.folded``: ``{fingerprint: "op,op,..."}``, the
+fingerprint of the constant's content, see :func:`fingerprint`), so the
+detector can say what a conv's weight was folded from (:func:`folded_ops`).
 """
 
 import dataclasses
+import hashlib
 import json
 
 import numpy as np
@@ -24,6 +30,9 @@ ATTR_DENSE_CONVS = "tvm_snn.dense_convs"
 ATTR_CODEBOOK = "tvm_snn.codebook"
 ATTR_INDICES = "tvm_snn.indices"
 ATTR_ALPHA = "tvm_snn.alpha"
+ATTR_FOLDED = "tvm_snn.folded"
+# Hex digits of a folded constant's fingerprint (64 bits: no collisions among a model's weights).
+FINGERPRINT_CHARS = 16
 _ORDER = "order"
 _REPORT = "report"
 
@@ -91,3 +100,30 @@ def with_dense_reports(func, records):
     """``func`` carrying the records of the convs it keeps dense."""
     return func.with_attr(ATTR_DENSE_CONVS, json.dumps(records)) if records else func
 
+
+
+def fingerprint(array):
+    """A short digest of an array's dtype, shape and bytes: the key of a folded constant."""
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256(f"{array.dtype}{array.shape}".encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()[:FINGERPRINT_CHARS]
+
+
+def folded_records(func):
+    """``{fingerprint: "op,op,..."}``: the constants folded in ``func`` and their ops."""
+    attrs = func.attrs if func.attrs is not None else {}
+    return json.loads(str(attrs[ATTR_FOLDED])) if ATTR_FOLDED in attrs else {}
+
+
+def with_folded_records(func, records):
+    """``func`` recording, besides what it already records, the folded constants ``records``."""
+    if not records:
+        return func
+    merged = {**folded_records(func), **records}
+    return func.with_attr(ATTR_FOLDED, json.dumps(merged, sort_keys=True))
+
+
+def folded_ops(records, array):
+    """The ops ``array`` was folded from (``"op,op,..."``), or ``""`` when it was a plain constant."""
+    return records.get(fingerprint(array), "") if records else ""

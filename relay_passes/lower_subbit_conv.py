@@ -11,6 +11,9 @@ unscheduled TensorIR kernel is added to the module, and the call becomes::
 
 With binary activations, when ``data`` is ``sign(x)`` the kernel takes ``x``:
 it applies the sign itself, and a sign op left without readers is removed.
+Only a real ``sign`` is skipped: an input in {-1, +1} spelled otherwise
+(``where(c, 1, -1)``, ``2 * astype(c) - 1``) is passed as it is, since the
+kernel's sign of +-1 is itself (and ``where`` is +1 where ``sign`` is 0).
 
 On targets with AVX-512 VBMI, binary convs on small images take the lane
 kernel of :mod:`schedules.subbit_lane` (output channels in the vector lanes)

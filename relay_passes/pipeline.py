@@ -3,8 +3,8 @@
 Pipeline position: this is the whole pipeline, TVM's CPU pipeline with the SNN
 passes spliced in:
 
-1. :func:`graph_passes` on the imported graph: DetectSubBitConv, the offload
-   hook, LowerSubBitConv;
+1. :func:`graph_passes` on the imported graph: SimplifySTE, FoldWeightSubgraphs,
+   DetectSubBitConv, the offload hook, LowerSubBitConv;
 2. :func:`kernel_passes`: TVM's library dispatch and legalization
    (LegalizeOps ... FuseOps, FuseTIR), ScheduleSubBitKernels on the fused
    kernels, ScheduleDenseFallback on the rest, TVM's dataflow lowering and
@@ -25,14 +25,17 @@ import tvm
 from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
 
 from relay_passes.detect_subbit_conv import DetectSubBitConv
+from relay_passes.fold_weight_subgraphs import FoldWeightSubgraphs
+from relay_passes.lower_dense_conv import dense_conv_passes
 from relay_passes.lower_subbit_conv import LowerSubBitConv
 from relay_passes.schedule_dense_fallback import ScheduleDenseFallback
 from relay_passes.schedule_subbit_kernels import ScheduleSubBitKernels
+from relay_passes.simplify_ste import SimplifySTE
 from schedules.cpu import CpuSpec
 
 
 def graph_passes(target, policy=None, offload=()):
-    """The SNN graph passes, in order: detect, the offload hook, lower.
+    """The SNN graph passes, in order: simplify STE residues, fold constants, detect, offload, lower.
 
     Parameters
     ----------
@@ -47,14 +50,22 @@ def graph_passes(target, policy=None, offload=()):
     -------
     list of tvm.transform.Pass
     """
-    return [DetectSubBitConv(policy), *offload, LowerSubBitConv(CpuSpec.from_target(target))]
+    return [
+        SimplifySTE(),
+        FoldWeightSubgraphs(),
+        DetectSubBitConv(policy),
+        *offload,
+        LowerSubBitConv(CpuSpec.from_target(target)),
+    ]
 
 
 def kernel_passes(target):
-    """TVM's CPU passes from dispatch to finalization, with the SNN schedules."""
+    """TVM's CPU passes from dispatch to finalization, with the SNN schedules
+    (and the dense convs lowered to their kernel first)."""
     cpu = cpu_pipeline
     return (
-        cpu.library_dispatch_passes(target)
+        dense_conv_passes(target)
+        + cpu.library_dispatch_passes(target)
         + cpu.legalize_passes(target)
         + [ScheduleSubBitKernels(), ScheduleDenseFallback()]
         + cpu.dataflow_lower_passes(target)

@@ -37,6 +37,9 @@ class LayerReport:
     snn_kernel : str
         The SNN kernel that runs it (``"pixel-lane"`` or ``"lane"``, see
         ``schedules.kernels``); empty when it is not lowered.
+    folded : str
+        The ops the weight was computed from at compile time (``"op,op,..."``,
+        see ``relay_passes.fold_weight_subgraphs``); empty for a plain constant.
     """
 
     name: str
@@ -50,6 +53,7 @@ class LayerReport:
     stored_bytes: int = 0
     frontend_tau: int | None = None
     snn_kernel: str = ""
+    folded: str = ""
 
     @property
     def mbit(self):
@@ -64,18 +68,28 @@ class LayerReport:
         return cls(**data)
 
 
+def folded_count(layer):
+    """The table's ``folded`` column: how many ops the weight was folded from, ``-`` for none."""
+    return str(len(layer.folded.split(","))) if layer.folded else "-"
+
+
 def format_table(layers):
-    """Format layer reports as a fixed-width text table with totals."""
+    """Format layer reports as a fixed-width text table with totals.
+
+    The ``folded`` column counts the ops a weight was computed from at compile
+    time (the ops themselves are in ``LayerReport.folded``).
+    """
     header = (
         f"{'layer':<20} {'kernel':<6} {'tau':>3} {'bits/w':>6} {'act':<6} {'lowered':<7} {'runs on':<10} "
-        f"{'Mbit':>7} {'KiB':>8}  reason"
+        f"{'Mbit':>7} {'KiB':>8} {'folded':>6}  reason"
     )
     lines = [header, "-" * len(header)]
     for layer in layers:
         tau = "-" if layer.tau is None else str(layer.tau)
         lines.append(
             f"{layer.name:<20} {layer.kernel:<6} {tau:>3} {layer.bits_per_weight:>6.3f} {layer.activation:<6} "
-            f"{str(layer.lowered):<7} {layer.snn_kernel or 'dense':<10} {layer.mbit:>7.4f} {layer.stored_bytes / BYTES_PER_KIB:>8.1f}  {layer.reason}"
+            f"{str(layer.lowered):<7} {layer.snn_kernel or 'dense':<10} {layer.mbit:>7.4f} "
+            f"{layer.stored_bytes / BYTES_PER_KIB:>8.1f} {folded_count(layer):>6}  {layer.reason}"
         )
     lines.append("-" * len(header))
     lines.append(summary_line(layers))

@@ -23,6 +23,13 @@ SCHEDULED_ATOL = 1e-5
 FLOAT_RTOL = 1e-4
 FLOAT_ATOL = 1e-4
 
+# A conv of an STE residue ``sign(x) - clamp(x) + clamp(x)`` compiled (SimplifySTE makes
+# its input exactly ``sign(x)``) vs ONNX Runtime (which rounds ``sign - clamp`` and the sum:
+# at most 2**-22 per input element). The conv sums 64 * 9 such inputs under weights of at
+# most 1/24 in magnitude: 576 / 24 * 2**-22 = 6e-6, plus the float summation order.
+STE_RESIDUE_RTOL = 1e-5
+STE_RESIDUE_ATOL = 2e-5
+
 # fp32 reference forward vs a dense float conv (different summation order).
 REF_RTOL = 1e-5
 REF_ATOL = 1e-4
@@ -57,3 +64,8 @@ SCHEDULES_MAX_EXAMPLES = 40
 # The lane kernel and the 64-at-a-time index unpacking need AVX-512 VBMI on the host.
 HOST_HAS_VBMI = "avx512vbmi" in open("/proc/cpuinfo").read()
 needs_vbmi = pytest.mark.skipif(not HOST_HAS_VBMI, reason="needs AVX-512 VBMI, which this CPU lacks")
+
+# The dense direct conv (schedules.dense_conv) vs PyTorch's conv2d on unit-variance inputs
+# and 1/sqrt(fan-in) weights: the same fp32 sums in another order, up to 3x3x64 taps.
+DENSE_CONV_RTOL = 1e-4
+DENSE_CONV_ATOL = 1e-4

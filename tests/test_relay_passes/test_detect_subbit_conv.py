@@ -103,7 +103,7 @@ def weight_with_per_element_scale():
         (lambda: conv_module(np.random.default_rng(0).standard_normal((64, 64, 3, 3)).astype(np.float32), SHAPE), "not binary"),
         (lambda: conv_module(weight_with_per_element_scale(), SHAPE), "scale not per-channel"),
         (lambda: conv_module(subbit_weight(64, 64, patterns=300), SHAPE), "too many patterns: 300 patterns need tau=9 > 8"),
-        (lambda: conv_module(subbit_weight(64, 64), SHAPE, weight_is_param=True), "weight is not a constant"),
+        (lambda: conv_module(subbit_weight(64, 64), SHAPE, weight_is_param=True), "weight depends on input 'w'"),
         (lambda: conv_module(subbit_weight(64, 32), SHAPE, groups=2), "unsupported shape: groups=2"),
         (lambda: conv_module(np.sign(subbit_weight(16, 16, kernel=1, tau=3))[:, :12], (1, 12, 8, 8), padding=0), "unsupported shape: 1x1 with 12 input channels"),
         (lambda: conv_module(subbit_weight(8, 8, tau=5), (1, 8, 8, 8)), "unprofitable"),
