@@ -1,26 +1,29 @@
-"""ScheduleDenseFallback: a default CPU schedule for the kernels left dense.
+"""ScheduleDenseFallback: CPU schedules for the kernels left dense.
 
 Pipeline position: right after :mod:`relay_passes.schedule_subbit_kernels`,
-on every PrimFunc that is not a sub-bit or lane kernel (the stem conv, pooling, the
-classifier, elementwise ops and convs the detector left dense). TVM's
-default Relax pipeline would leave them as serial loop nests; see
-:mod:`schedules.dense_cpu`.
+on every PrimFunc that is not a sub-bit or lane kernel. A dense direct conv
+(:mod:`relay_passes.lower_dense_conv`, told by the plan on its output block)
+gets its own schedule (:mod:`schedules.dense_conv_schedule`); everything
+else (pooling, the classifier, elementwise ops, convs the dense kernel does
+not take) gets the generic one of :mod:`schedules.dense_cpu`, where TVM's
+default Relax pipeline would leave serial loop nests.
 """
 
 import tvm
 
 from schedules import kernels
+from schedules.dense_conv_schedule import is_dense_conv, schedule_dense_conv
 from schedules.dense_cpu import schedule_dense
 
 
 @tvm.transform.module_pass(opt_level=0, name="tvm_snn.ScheduleDenseFallback")
 class ScheduleDenseFallback:
-    """Parallelize and vectorize every PrimFunc that is not a sub-bit kernel.
+    """Schedule every PrimFunc that is not a sub-bit kernel.
 
     Parameters
     ----------
     plan : schedules.dense_cpu.DensePlan, optional
-        The fallback's knobs; the defaults of ``schedules.knobs``.
+        The generic schedule's knobs; the defaults of ``schedules.knobs``.
     """
 
     def __init__(self, plan=None):
@@ -29,6 +32,7 @@ class ScheduleDenseFallback:
     def transform_module(self, mod, _ctx):
         functions = dict(mod.functions_items())
         for gv, func in mod.functions_items():
-            if isinstance(func, tvm.tirx.PrimFunc) and kernels.kernel_kind(func) is None:
-                functions[gv] = schedule_dense(func, self.plan)
+            if not isinstance(func, tvm.tirx.PrimFunc) or kernels.kernel_kind(func) is not None:
+                continue
+            functions[gv] = schedule_dense_conv(func) if is_dense_conv(func) else schedule_dense(func, self.plan)
         return tvm.IRModule(functions, attrs=mod.attrs, global_infos=mod.global_infos)

@@ -53,3 +53,18 @@ DENSE_MAX_VECTOR_EXTENT = 64
 DENSE_MAX_UNROLLED_REDUCTION = 64
 DENSE_MIN_PARALLEL_EXTENT = 2
 DENSE_MIN_PARALLEL_WORK = 1 << 16
+
+# The dense direct conv (schedules.dense_conv): output pixels of a row in the
+# vector lanes, a block of output channels broadcast; the accumulators of a
+# block's channels x a row tile's vectors take at most the accumulator registers,
+# and at least this many where the shape allows (an FMA's latency is 4 cycles on
+# 2 ports: fewer independent accumulators stall).
+DENSE_CONV_MIN_ACCUMULATORS = 8
+# Its epilogue (bias, residual add, ReLU) runs along an output row, vectorized
+# whole up to this many float32 lanes (LLVM splits it into registers), else in
+# pieces of the largest divisor of the row up to it.
+DENSE_EPILOGUE_MAX_LANES = 128
+# What a load (an input vector or a broadcast weight) costs in FMAs when the
+# dense conv's default plan weighs register blocks (4x4 and 6x4 blocks beat
+# 16x1 and 24x1 by 1.2x-2x on a 64x56 3x3 conv here).
+DENSE_CONV_LOAD_COST = 0.5

@@ -301,3 +301,18 @@ def test_expected_ir(before, expected):
     tvm.ir.assert_structural_equal(after, expected)
     (gv,) = expected.get_global_vars()
     assert block_names(after[gv.name_hint]) == block_names(expected[gv])  # not compared above
+
+
+def test_dense_conv_kernels_get_their_own_schedule():
+    """A LowerDenseConv kernel, fused with its bias and ReLU, gets schedules.dense_conv_schedule."""
+    from relay_passes.lower_dense_conv import LowerDenseConv
+    from schedules.dense_conv_schedule import is_dense_conv, schedule_dense_conv
+
+    rng = np.random.default_rng(4)
+    weight = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
+    mod = LowerDenseConv(CpuSpec())(conv_epilogue_module(weight, (1, 3, 16, 16), rng.standard_normal(16).astype(np.float32)))
+    with TARGET:
+        before = tvm.transform.Sequential(cpu_pipeline.legalize_passes(TARGET))(mod)
+    (name,) = [name for name, f in prim_funcs(before).items() if is_dense_conv(f)]
+    after = prim_funcs(ScheduleDenseFallback()(before))
+    tvm.ir.assert_structural_equal(after[name], schedule_dense_conv(prim_funcs(before)[name]))

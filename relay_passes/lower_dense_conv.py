@@ -1,0 +1,121 @@
+"""LowerDenseConv: replace each float conv2d with a constant weight by a ``call_tir`` to the dense kernel.
+
+Pipeline position: the first of the kernel passes (after the graph passes:
+the sub-bit convs are kernel calls by then, so every ``relax.nn.conv2d``
+left is one the SNN path keeps dense), right after TVM's
+``FoldBatchnormToConv2D`` and ``FoldConstant`` have folded an inference
+batch norm into the conv's weight and a bias add. Before TVM's legalization.
+
+A conv is lowered when its weight is a constant, it is float32 NCHW / OIHW
+with one group and no dilation, and its input shape is static; the call
+becomes::
+
+    R.call_tir(dense_conv2d, (data, packed_weight), out_ty)
+
+with the weight packed once, here (``schedules.dense_conv.pack_weight``).
+The kernel is unscheduled and marked output-elementwise-fusable, so
+FuseOps appends the bias add, a residual add and the ReLU after it;
+ScheduleDenseFallback schedules it from its plan after FuseTIR. Other
+convs (grouped, dilated, a weight computed at run time) stay on TVM's
+legalization and the generic fallback schedule.
+"""
+
+import tvm
+from tvm import relax
+from tvm.relax.dpl import is_const, is_op, wildcard
+
+from relay_passes.lower_subbit_conv import ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE
+from relay_passes.subbit_analysis import CONV_OP
+from schedules.cpu import CpuSpec
+from schedules.dense_conv import DenseConvGeometry, build_dense_conv
+from schedules.dense_conv_plan import DenseConvPlan
+from schedules.tir_build import FLOAT_DTYPE
+
+DENSE_KERNEL_NAME = "dense_conv2d"
+DENSE_CONV_PATTERN = is_op(CONV_OP)(wildcard(), is_const())
+_DATA_LAYOUT, _KERNEL_LAYOUT = "NCHW", "OIHW"
+_NO_DILATION = (1, 1)
+
+
+def _ints(values):
+    return tuple(int(v) for v in values)
+
+
+def dense_geometry(call):
+    """The ``DenseConvGeometry`` of a conv2d call the dense kernel computes, or None."""
+    if not DENSE_CONV_PATTERN.match(call):
+        return None
+    attrs = call.attrs
+    data, weight = call.args
+    layouts = (str(attrs.data_layout), str(attrs.kernel_layout), str(attrs.out_layout or attrs.data_layout))
+    if layouts != (_DATA_LAYOUT, _KERNEL_LAYOUT, _DATA_LAYOUT) or int(attrs.groups) != 1:
+        return None
+    if _ints(attrs.dilation) != _NO_DILATION or attrs.out_dtype not in (None, "", FLOAT_DTYPE):
+        return None
+    ty = data.ty
+    if not isinstance(ty, relax.TensorType) or ty.dtype != FLOAT_DTYPE or not isinstance(ty.shape, relax.ShapeExpr):
+        return None
+    if any(not isinstance(d, tvm.tirx.IntImm) for d in ty.shape.values) or str(weight.value.dtype) != FLOAT_DTYPE:
+        return None
+    top, left, bottom, right = _ints(attrs.padding)
+    return DenseConvGeometry(
+        data_shape=_ints(ty.shape.values),
+        weight_shape=_ints(weight.value.shape),
+        strides=_ints(attrs.strides),
+        padding=(top, left, bottom, right),
+    )
+
+
+@relax.expr_functor.mutator
+class _Lowerer(relax.PyExprMutator):
+    def __init__(self, mod, cpu):
+        super().__init__(mod)
+        self.cpu = cpu
+
+    def visit_call_(self, call):
+        call = super().visit_call_(call)
+        geometry = dense_geometry(call)
+        if geometry is None:
+            return call
+        plan = DenseConvPlan.default(geometry, geometry.data_shape, self.cpu)
+        kernel = build_dense_conv(geometry, plan, call.args[1].value.numpy())
+        func = kernel.func.without_attr("global_symbol").with_attr(ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE)
+        gv = self.builder_.add_func(func, DENSE_KERNEL_NAME)
+        consts = [relax.const(array) for array in kernel.constants]
+        return relax.call_tir(gv, [call.args[0], *consts], relax.TensorType(kernel.out_shape, FLOAT_DTYPE))
+
+
+@tvm.transform.module_pass(opt_level=0, name="tvm_snn.LowerDenseConv")
+class LowerDenseConv:
+    """Lower every float conv2d with a constant weight to the dense direct-conv kernel.
+
+    Parameters
+    ----------
+    cpu : schedules.cpu.CpuSpec, optional
+        The target CPU (its SIMD width and registers decide the plan);
+        ``CpuSpec()`` by default.
+    """
+
+    def __init__(self, cpu=None):
+        self.cpu = cpu or CpuSpec()
+
+    def transform_module(self, mod, _ctx):
+        lowerer = _Lowerer(mod, self.cpu)
+        for gv, func in list(mod.functions_items()):
+            if isinstance(func, relax.Function):
+                lowerer.builder_.update_func(gv, lowerer.visit_expr(func))
+        return lowerer.builder_.get()
+
+
+def dense_conv_passes(target):
+    """The dense-conv passes in order, for the start of the kernel passes.
+
+    TVM's ``FoldBatchnormToConv2D`` and ``FoldConstant`` fold an inference
+    batch norm after a conv into its weight and a bias add, then
+    :class:`LowerDenseConv` lowers the conv for ``target``'s CPU.
+    """
+    return [
+        relax.transform.FoldBatchnormToConv2D(),
+        relax.transform.FoldConstant(),
+        LowerDenseConv(CpuSpec.from_target(target)),
+    ]
