@@ -107,7 +107,9 @@ class _Detector(relax.PyExprMutator):
         call = binding.value
         gv = self.builder_.add_func(_make_composite(call, analysis, order), COMPOSITE_FUNC_NAME)
         new_call = relax.Call(gv, [self.visit_expr(call.args[0])])
-        emit = self.builder_.emit if isinstance(binding.var, relax.DataflowVar) else self.builder_.emit_output
+        # A non-dataflow var is a dataflow block's output; outside a dataflow block it is a plain binding.
+        is_output = not isinstance(binding.var, relax.DataflowVar) and self.builder_.current_block_is_dataflow()
+        emit = self.builder_.emit_output if is_output else self.builder_.emit
         self.set_var_remap(binding.var, emit(new_call, name_hint=str(binding.var.name)))
 
 
