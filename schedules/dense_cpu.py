@@ -8,7 +8,10 @@ gives each block of such a function the same simple treatment:
   spatial loop, which stays innermost so it can be vectorized;
 * the outer spatial loops are fused and run in parallel;
 * the innermost spatial loop is vectorized when it is short enough to be
-  one or a few vectors (``DensePlan.max_vector_extent``);
+  one or a few vectors (``DensePlan.max_vector_extent``); a longer one is
+  cut into vectors, in blocks that run in parallel; a reduction also moves
+  its innermost outer spatial loops (the batch rows) inside its steps, so a
+  block of ``DensePlan.row_vectors`` accumulators shares each loaded vector;
 * short reductions are unrolled (``DensePlan.max_unrolled_reduction``);
 * a reduction's chain of elementwise consumers (bias, ReLU) is merged and
   computed under the reduction's parallel loop, on data still in cache.
@@ -25,8 +28,11 @@ from schedules.knobs import (
     DENSE_MAX_VECTOR_EXTENT,
     DENSE_MIN_PARALLEL_EXTENT,
     DENSE_MIN_PARALLEL_WORK,
+    DENSE_MIN_ROW_LANES,
+    DENSE_ROW_VECTORS,
+    VECTOR_BYTES,
 )
-from schedules.schedule_helpers import has_block, work
+from schedules.schedule_helpers import dtype_bytes, has_block, largest_divisor, work
 
 
 @dataclass(frozen=True)
@@ -44,12 +50,24 @@ class DensePlan:
         The fused outer loop runs in parallel only with at least this extent,
         and a block of at least this much work (a fork and a join cost more
         than a small loop nest).
+    vector_bytes : int
+        Bytes of a vector, for the lanes a long innermost loop is split into.
+    row_vectors : int
+        A longer innermost spatial loop is split into blocks of at most this
+        many vectors; in a reduction, vectors times the rows moved inside
+        (the accumulators).
+    min_row_lanes : int
+        A long loop is cut into the widest power-of-two vectors dividing it;
+        with fewer lanes than this it stays scalar.
     """
 
     max_vector_extent: int = DENSE_MAX_VECTOR_EXTENT
     max_unrolled_reduction: int = DENSE_MAX_UNROLLED_REDUCTION
     min_parallel_extent: int = DENSE_MIN_PARALLEL_EXTENT
     min_parallel_work: int = DENSE_MIN_PARALLEL_WORK
+    vector_bytes: int = VECTOR_BYTES
+    row_vectors: int = DENSE_ROW_VECTORS
+    min_row_lanes: int = DENSE_MIN_ROW_LANES
 
 
 def _iter_kinds(sch, block):
@@ -80,6 +98,37 @@ def _epilogue_at(sch, epilogue, loop, plan):
         sch.vectorize(inner)
 
 
+def _extent_product(sch, loops):
+    """The product of the extents of ``loops``."""
+    total = 1
+    for loop in loops:
+        total *= int(sch.get(loop).extent)
+    return total
+
+
+def _register_rows(sch, outer, plan):
+    """The innermost outer spatial loops whose rows share a reduction's loads (at most ``row_vectors`` rows)."""
+    rows = []
+    for loop in reversed(outer):
+        if _extent_product(sch, [*rows, loop]) > plan.row_vectors:
+            break
+        rows.insert(0, loop)
+    return rows
+
+
+def _row_block(sch, block, inner, plan, rows=1):
+    """The block a long innermost loop is split into (whole vectors dividing it), or None."""
+    extent = int(sch.get(inner).extent)
+    if extent <= plan.max_vector_extent:
+        return None
+    lanes = plan.vector_bytes // dtype_bytes(sch, block)
+    while extent % lanes:
+        lanes //= 2  # a power of two, whole vectors
+    if lanes < plan.min_row_lanes:
+        return None
+    return lanes * largest_divisor(extent // lanes, max(1, plan.row_vectors // rows))
+
+
 def _schedule_block(sch, block, plan):
     """Schedule one block; return its parallel loop, if it has one."""
     loops = sch.get_loops(block)
@@ -91,10 +140,21 @@ def _schedule_block(sch, block, plan):
     if len(spatial) + len(reduction) != len(loops) or not spatial:
         return
     inner = spatial[-1]
-    if reduction:
-        sch.reorder(*spatial[:-1], *reduction, inner)
-    size = work(sch, block)
     outer = spatial[:-1]
+    rows = []
+    if reduction:
+        rows = _register_rows(sch, outer, plan)
+    row = _row_block(sch, block, inner, plan, _extent_product(sch, rows))
+    if row is None:
+        rows = []
+    else:
+        row_outer, inner = sch.split(inner, factors=[None, row])
+        outer = [loop for loop in outer if loop not in rows] + [row_outer]
+    if reduction:
+        sch.reorder(*outer, *reduction, *rows, inner)
+        for loop in rows:
+            sch.unroll(loop)
+    size = work(sch, block)
     fused = None
     if outer:
         fused = sch.fuse(*outer)

@@ -53,6 +53,13 @@ DENSE_MAX_VECTOR_EXTENT = 64
 DENSE_MAX_UNROLLED_REDUCTION = 64
 DENSE_MIN_PARALLEL_EXTENT = 2
 DENSE_MIN_PARALLEL_WORK = 1 << 16
+# A longer innermost loop (a 1000-wide classifier row) is cut into the widest
+# power-of-two vectors dividing it (kept scalar below DENSE_MIN_ROW_LANES lanes),
+# blocks of them parallel; a reduction also takes its innermost outer loops (the
+# batch) inside its steps, for at most this many accumulator vectors per block,
+# so each weight vector is loaded once (fc 512->1000 at batch 8: 2x).
+DENSE_ROW_VECTORS = 8
+DENSE_MIN_ROW_LANES = 4
 
 # The dense direct conv (schedules.dense_conv): output pixels of a row in the
 # vector lanes, a block of output channels broadcast; the accumulators of a

@@ -18,7 +18,7 @@ from schedules.dense_cpu import schedule_dense
 from schedules.kernels import kernel_kind
 from schedules.reference import conv2d_dense_reference
 
-from common import KERNEL_ATOL, KERNEL_RTOL, SCHEDULED_ATOL, SCHEDULED_RTOL
+from common import FLOAT_ATOL, FLOAT_RTOL, KERNEL_ATOL, KERNEL_RTOL, SCHEDULED_ATOL, SCHEDULED_RTOL
 
 SHAPE = (1, 64, 8, 8)
 TARGET = tvm.target.Target({"kind": "llvm"})
@@ -286,6 +286,51 @@ class SmallDenseEpilogueExpected:
                         y[vi, vj] = acc[vi, vj] + b[vj]
 
 
+@I.ir_module
+class LongRowBefore:
+    """``x @ w`` with 8 rows of 1024 outputs over 64 steps (2**19 work): the row is too long for one vector loop."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def matmul(x: T.Buffer((8, 64), "float32"), w: T.Buffer((64, 1024), "float32"), y: T.Buffer((8, 1024), "float32")):
+        T.func_attr({"tirx.noalias": True})
+        for i, j, k in T.grid(8, 1024, 64):
+            with T.sblock("matmul"):
+                vi, vj, vk = T.axis.remap("SSR", [i, j, k])
+                with T.init():
+                    y[vi, vj] = T.float32(0)
+                y[vi, vj] = y[vi, vj] + x[vi, vk] * w[vk, vj]
+
+
+@I.ir_module
+class LongRowExpected:
+    """The row of 1024 is cut into vectors of 16 float32 (64 bytes, dividing 1024).
+
+    The batch loop (8 rows, at most 8 accumulator vectors) moves inside the
+    reduction, so a block is 8 // 8 = 1 vector of each row: the 64 blocks run in
+    parallel; per step (64: unrolled) each weight vector is loaded once and added
+    into the 8 rows' accumulators (the row loop unrolled).
+    """
+
+    @T.prim_func(private=True, s_tir=True)
+    def matmul(x: T.Buffer((8, 64), "float32"), w: T.Buffer((64, 1024), "float32"), y: T.Buffer((8, 1024), "float32")):
+        T.func_attr({"tirx.noalias": True})
+        for j_0 in T.parallel(64):
+            for i_init in T.unroll(8):
+                for j_1_init in T.vectorized(16):
+                    with T.sblock("matmul_init"):
+                        vi = T.axis.spatial(8, i_init)
+                        vj = T.axis.spatial(1024, j_0 * 16 + j_1_init)
+                        y[vi, vj] = T.float32(0)
+            for k in T.unroll(64):
+                for i in T.unroll(8):
+                    for j_1 in T.vectorized(16):
+                        with T.sblock("matmul_update"):
+                            vi = T.axis.spatial(8, i)
+                            vj = T.axis.spatial(1024, j_0 * 16 + j_1)
+                            vk = T.axis.reduce(64, k)
+                            y[vi, vj] = y[vi, vj] + x[vi, vk] * w[vk, vj]
+
+
 @pytest.mark.parametrize(
     ("before", "expected"),
     [
@@ -293,8 +338,15 @@ class SmallDenseEpilogueExpected:
         (SmallElementwiseBefore, SmallElementwiseExpected),
         (DenseEpilogueBefore, DenseEpilogueExpected),
         (SmallDenseEpilogueBefore, SmallDenseEpilogueExpected),
+        (LongRowBefore, LongRowExpected),
     ],
-    ids=["elementwise", "small-elementwise-stays-serial", "reduction-with-epilogue", "small-reduction-stays-serial"],
+    ids=[
+        "elementwise",
+        "small-elementwise-stays-serial",
+        "reduction-with-epilogue",
+        "small-reduction-stays-serial",
+        "long-row-in-vectors",
+    ],
 )
 def test_expected_ir(before, expected):
     after = ScheduleDenseFallback()(before)
@@ -316,3 +368,45 @@ def test_dense_conv_kernels_get_their_own_schedule():
     (name,) = [name for name, f in prim_funcs(before).items() if is_dense_conv(f)]
     after = prim_funcs(ScheduleDenseFallback()(before))
     tvm.ir.assert_structural_equal(after[name], schedule_dense_conv(prim_funcs(before)[name]))
+
+
+def _one_op_model(node, x_shape, y_shape, initializers=()):
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [node],
+        "one_op",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(y_shape))],
+        [numpy_helper.from_array(value, name) for name, value in initializers],
+    )
+    from tvm_snn.train.exporter import MAX_IR_VERSION, ONNX_OPSET
+
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], ir_version=MAX_IR_VERSION)
+
+
+def test_fc_and_pools_compute_the_same():
+    """The classifier (long rows in vectors, batch rows sharing the weight loads) and the pools, against NumPy."""
+    from onnx import helper
+
+    import tvm_snn
+
+    rng = np.random.default_rng(5)
+    weight = (rng.standard_normal((1000, 512)) / np.sqrt(512)).astype(np.float32)
+    bias = rng.standard_normal(1000).astype(np.float32)
+    x = rng.standard_normal((8, 512)).astype(np.float32)
+    gemm = helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)
+    got = tvm_snn.compile(_one_op_model(gemm, x.shape, (8, 1000), [("w", weight), ("b", bias)]))(x)
+    np.testing.assert_allclose(got, x @ weight.T + bias, rtol=FLOAT_RTOL, atol=FLOAT_ATOL)
+
+    x = rng.standard_normal((8, 64, 7, 7)).astype(np.float32)
+    pool = helper.make_node("GlobalAveragePool", ["x"], ["y"])
+    got = tvm_snn.compile(_one_op_model(pool, x.shape, (8, 64, 1, 1)))(x)
+    np.testing.assert_allclose(got, x.mean(axis=(2, 3), keepdims=True), rtol=FLOAT_RTOL, atol=FLOAT_ATOL)
+
+    x = rng.standard_normal((1, 8, 112, 112)).astype(np.float32)
+    pool = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4)
+    got = tvm_snn.compile(_one_op_model(pool, x.shape, (1, 8, 56, 56)))(x)
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))[:, :, ::2, ::2]
+    np.testing.assert_allclose(got, windows.max(axis=(-1, -2)), rtol=FLOAT_RTOL, atol=FLOAT_ATOL)
