@@ -20,7 +20,7 @@ from tvm_snn.benchmarking import time_interleaved
 from tvm_snn.errors import ArtifactError, InputError, NotRunnableError
 from tvm_snn.importers import InputSpec
 from tvm_snn.target import runs_on_host, target_arch
-from tvm_snn.threads import default_threads, use_threads
+from tvm_snn.threads import default_threads, running_on
 from tvm_snn.toolchain import fcompile_for
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -178,8 +178,8 @@ class CompiledModel:
         """
         arrays = self._check(args)
         machine = self._machine()
-        use_threads(self._num_threads)
-        return _to_numpy(machine(*self._stage(arrays)))
+        with running_on(self._num_threads):
+            return _to_numpy(machine(*self._stage(arrays)))
 
     def random_inputs(self, seed=0):
         """Return random inputs that match the signature (standard normal floats)."""
@@ -213,8 +213,8 @@ class CompiledModel:
         arrays = self._check(inputs if inputs is not None else self.random_inputs())
         main = self._machine()
         tensors = self._stage(arrays)
-        threads = use_threads(self._num_threads)
-        stats = time_interleaved({"model": lambda: main(*tensors)}, repeat, warmup)["model"]
+        with running_on(self._num_threads) as threads:
+            stats = time_interleaved({"model": lambda: main(*tensors)}, repeat, warmup)["model"]
         return {**stats, "threads": threads}
 
     def report(self):

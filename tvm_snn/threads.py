@@ -1,16 +1,17 @@
 """The TVM runtime's thread count.
 
-TVM sizes a thread's pool once, when the thread first uses it:
-``TVM_NUM_THREADS`` workers, or else half the hardware threads on x86 (it
-assumes hyper-threading), which is one thread on a 2-core machine without
-hyper-threading. A pool can later use fewer workers, never more.
+TVM reads ``TVM_NUM_THREADS`` when a thread first makes its pool (the pool
+gets that many workers, and can later use fewer, never more) and again at
+every parallel launch: unset, it assumes half the x86 hardware threads, which
+on a 2-core machine without hyper-threading is one, and then runs every
+parallel loop serially.
 
-:func:`use_threads` is what ``CompiledModel`` calls before it runs: it
-creates the calling thread's pool with the count asked for (setting
-``TVM_NUM_THREADS`` only while the pool is made) and has it use that many
-workers. :func:`default_threads` is the count a model runs on unless told
-otherwise; :func:`num_threads` changes the count within a block, up to the
-pool's size, and restores it.
+So ``CompiledModel`` runs inside :func:`running_on`: while any thread is in
+such a block, ``TVM_NUM_THREADS`` holds at least the count asked for (the
+first thread in sets it, the last one out restores it), and the calling
+thread's pool uses that count (:func:`use_threads`). :func:`default_threads`
+is the count a model runs on unless told otherwise; :func:`num_threads`
+changes the count within a block, up to the pool's size, and restores it.
 """
 
 import contextlib
@@ -30,6 +31,8 @@ def available_cores():
 
 
 _LOCAL = threading.local()
+_LOCK = threading.Lock()
+_RUNNING = {"threads": 0, "saved": None, "value": None}
 
 
 def default_threads(num_cores=None):
@@ -91,6 +94,39 @@ def current_threads():
 def _configure(count):
     cores = [str(core) for core in available_cores()]
     tvm.get_global_func("runtime.config_threadpool")(SHARE_ALL_CORES, count, cores)
+
+
+@contextlib.contextmanager
+def running_on(count):
+    """Run TVM kernels in the block on ``count`` threads of the calling thread's pool.
+
+    While any thread is inside a ``running_on`` block, ``TVM_NUM_THREADS``
+    holds at least the largest count asked for (or the user's own value, if
+    larger); the last thread to leave restores it.
+
+    Yields
+    ------
+    int
+        The workers the calling thread's pool uses.
+    """
+    with _LOCK:
+        if _RUNNING["threads"] == 0:
+            _RUNNING["saved"] = os.environ.get(ENV_VAR)
+            _RUNNING["value"] = int(_RUNNING["saved"] or 0)
+        _RUNNING["threads"] += 1
+        if count > _RUNNING["value"]:
+            _RUNNING["value"] = count
+            os.environ[ENV_VAR] = str(count)
+    try:
+        yield use_threads(count)
+    finally:
+        with _LOCK:
+            _RUNNING["threads"] -= 1
+            if _RUNNING["threads"] == 0:
+                if _RUNNING["saved"] is None:
+                    os.environ.pop(ENV_VAR, None)
+                else:
+                    os.environ[ENV_VAR] = _RUNNING["saved"]
 
 
 @contextlib.contextmanager

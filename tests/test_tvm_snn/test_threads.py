@@ -21,9 +21,15 @@ cores = len(available_cores())
 DEFAULTS = PRELUDE + """
 cm = tvm_snn.compile(plain_cnn())
 assert cm.num_threads == cores, (cm.num_threads, cores)
+# TVM reads the variable at every parallel launch (unset: serial on 2 cores), so it is
+# set while the model runs, and only then.
+machine = cm._machine()
+during = []
+cm._vm = lambda *args: (during.append(os.environ.get("TVM_NUM_THREADS")), machine(*args))[1]
 cm(*cm.random_inputs())
+assert during == [str(cores)], during
 assert current_threads() == cores, (current_threads(), cores)
-assert "TVM_NUM_THREADS" not in os.environ  # set only while the pool was made
+assert "TVM_NUM_THREADS" not in os.environ
 seen = []
 worker = threading.Thread(target=lambda: (cm(*cm.random_inputs()), seen.append(current_threads())))
 worker.start(); worker.join()
