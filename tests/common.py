@@ -43,6 +43,12 @@ DYADIC_LOGITS_ATOL = 1e-2
 # float32 ulps (observed 6e-7 relative). Indices and codebooks agree exactly.
 FOLDED_ALPHA_RTOL = 1e-5
 
+# fp32 compiled model vs ONNX Runtime / PyTorch on a deep float net whose logits grow to ~1e6 (random latent weights, no
+# normalization of the quantized weights' scale): entries that nearly cancel cannot meet an
+# elementwise rtol, so the absolute tolerance is this fraction of the largest |logit|
+# (seen: 1.3e-6 of it, from summing in another order).
+LOGIT_SCALE_ATOL = 1e-5
+
 # fp32 reference forward vs a dense float conv (different summation order).
 REF_RTOL = 1e-5
 REF_ATOL = 1e-4
