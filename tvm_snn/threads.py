@@ -9,7 +9,7 @@ parallel loop serially.
 So ``CompiledModel`` runs inside :func:`running_on`: while any thread is in
 such a block, ``TVM_NUM_THREADS`` holds at least the count asked for (the
 first thread in sets it, the last one out restores it), and the calling
-thread's pool uses that count (:func:`use_threads`). :func:`default_threads`
+thread's pool uses that count. :func:`default_threads`
 is the count a model runs on unless told otherwise; :func:`num_threads`
 changes the count within a block, up to the pool's size, and restores it.
 """
@@ -48,24 +48,12 @@ def default_threads(num_cores=None):
     return min(int(num_cores), cores) if num_cores else cores
 
 
-@contextlib.contextmanager
-def _environment(name, value):
-    previous = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ[name]
-        else:
-            os.environ[name] = previous
-
-
-def use_threads(count):
+def _use_threads(count):
     """Have the calling thread's TVM pool use ``count`` workers from now on.
 
-    A thread without a pool gets one of ``count`` workers; a pool made
-    smaller earlier (by TVM's own default, before this was called) uses as
+    Called inside :func:`running_on`, where ``TVM_NUM_THREADS`` is at least
+    ``count``: a thread without a pool gets one of that many workers; a pool
+    made smaller earlier (by TVM's own default, before any model ran) uses as
     many as it has. Cheap when nothing changes: the count is remembered per
     thread.
 
@@ -76,9 +64,7 @@ def use_threads(count):
     """
     if getattr(_LOCAL, "asked", None) == count:
         return _LOCAL.used
-    size = max(count, int(os.environ.get(ENV_VAR) or 0))
-    with _environment(ENV_VAR, str(size)):  # read by TVM when it makes the pool, here
-        current = current_threads()
+    current = current_threads()  # makes the pool if the thread has none
     if current != count:
         _configure(count)
         current = current_threads()
@@ -118,7 +104,7 @@ def running_on(count):
             _RUNNING["value"] = count
             os.environ[ENV_VAR] = str(count)
     try:
-        yield use_threads(count)
+        yield _use_threads(count)
     finally:
         with _LOCK:
             _RUNNING["threads"] -= 1
@@ -137,7 +123,7 @@ def num_threads(count):
         yield
         return
     _configure(count)
-    _LOCAL.asked = None  # use_threads configures again after the block
+    _LOCAL.asked = None  # running_on configures again after the block
     try:
         yield
     finally:
