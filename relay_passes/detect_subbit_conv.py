@@ -34,6 +34,7 @@ and the ops between.
 import tvm
 from tvm import relax
 
+from relay_passes.ir_module import with_updates
 from relay_passes.layer_records import (
     ATTR_REPORT,
     conv_attrs,
@@ -163,11 +164,7 @@ class DetectSubBitConv:
                 detector.builder_.update_func(gv, detector.visit_expr(func))
                 mod = detector.builder_.get()
             if dense:
-                mod = _updated(mod, gv, with_dense_reports(mod[gv.name_hint], dense))
+                records = with_dense_reports(mod[gv.name_hint], dense)
+                mod = with_updates(mod, {mod.get_global_var(gv.name_hint): records})
         return mod
 
-
-def _updated(mod, gv, func):
-    functions = dict(mod.functions_items())
-    functions[mod.get_global_var(gv.name_hint)] = func
-    return tvm.IRModule(functions, attrs=mod.attrs, global_infos=mod.global_infos)

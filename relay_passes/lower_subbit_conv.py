@@ -38,6 +38,7 @@ from relay_passes.detect_subbit_conv import (
     is_offloaded,
     is_subbit_composite,
 )
+from relay_passes.ir_module import rebuilt
 from relay_passes.layer_records import ATTR_REPORT, conv_from_attrs, updated_record
 from relay_passes.subbit_analysis import is_sign
 from schedules import kernels
@@ -126,8 +127,4 @@ class LowerSubBitConv:
                 lowerer.builder_.update_func(gv, lowerer.visit_expr(func))
         # A sign op whose only reader was a binary SNN conv is now unused.
         lowered = relax.transform.DeadCodeElimination()(lowerer.builder_.get())
-        return tvm.IRModule(
-            {gv: f for gv, f in lowered.functions_items() if gv.name_hint not in composites},
-            attrs=lowered.attrs,
-            global_infos=lowered.global_infos,
-        )
+        return rebuilt(lowered, {gv: f for gv, f in lowered.functions_items() if gv.name_hint not in composites})

@@ -11,6 +11,7 @@ default Relax pipeline would leave serial loop nests.
 
 import tvm
 
+from relay_passes.ir_module import rebuilt
 from schedules import kernels
 from schedules.dense_conv_schedule import is_dense_conv, schedule_dense_conv
 from schedules.dense_cpu import schedule_dense
@@ -35,4 +36,4 @@ class ScheduleDenseFallback:
             if not isinstance(func, tvm.tirx.PrimFunc) or kernels.kernel_kind(func) is not None:
                 continue
             functions[gv] = schedule_dense_conv(func) if is_dense_conv(func) else schedule_dense(func, self.plan)
-        return tvm.IRModule(functions, attrs=mod.attrs, global_infos=mod.global_infos)
+        return rebuilt(mod, functions)

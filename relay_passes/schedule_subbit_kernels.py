@@ -11,6 +11,7 @@ function and folds that epilogue into the gather loop.
 
 import tvm
 
+from relay_passes.ir_module import with_updates
 from schedules import kernels
 
 
@@ -26,6 +27,4 @@ class ScheduleSubBitKernels:
         }
         if not updates:
             return mod
-        functions = dict(mod.functions_items())
-        functions.update(updates)
-        return tvm.IRModule(functions, attrs=mod.attrs, global_infos=mod.global_infos)
+        return with_updates(mod, updates)

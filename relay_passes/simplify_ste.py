@@ -22,6 +22,8 @@ import tvm_ffi
 from tvm import relax
 from tvm.relax.dpl import is_op, rewrite_call, wildcard
 
+from relay_passes.ir_module import rebuilt
+
 ADD_OP = "relax.add"
 SUBTRACT_OP = "relax.subtract"
 NEGATIVE_OP = "relax.negative"
@@ -72,5 +74,5 @@ class SimplifySTE:
             functions[gv] = func
         if not changed:
             return mod
-        mod = tvm.IRModule(functions, attrs=mod.attrs, global_infos=mod.global_infos)
+        mod = rebuilt(mod, functions)
         return relax.transform.DeadCodeElimination()(relax.transform.CanonicalizeBindings()(mod))

@@ -37,10 +37,9 @@ from tvm_snn.schema import FLOAT_BITS, FLOAT_BYTES
 
 CONV_OP = "relax.nn.conv2d"
 SIGN_OP = "relax.sign"
-# Any conv2d, and a conv2d of sign(x): the binary form.
+# Any conv2d, and sign(x) (one of the binary input spellings).
 CONV_PATTERN = is_op(CONV_OP)(wildcard(), wildcard())
 SIGN_PATTERN = is_op(SIGN_OP)(wildcard())
-SIGN_CONV_PATTERN = is_op(CONV_OP)(SIGN_PATTERN, wildcard())
 # where(c, 1, -1) and 2 * astype(c) - 1: +-1 for any boolean c.
 WHERE_OP = "relax.where"
 ASTYPE_OP = "relax.astype"
