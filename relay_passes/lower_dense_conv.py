@@ -24,6 +24,8 @@ import tvm
 from tvm import relax
 from tvm.relax.dpl import is_const, is_op, wildcard
 
+from relay_passes.call_lowering import lower_calls
+from relay_passes.lower_dense_matmul import LowerDenseMatmul
 from relay_passes.lower_subbit_conv import ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE
 from relay_passes.subbit_analysis import CONV_OP
 from schedules.cpu import CpuSpec
@@ -66,23 +68,19 @@ def dense_geometry(call):
     )
 
 
-@relax.expr_functor.mutator
-class _Lowerer(relax.PyExprMutator):
-    def __init__(self, mod, cpu):
-        super().__init__(mod)
-        self.cpu = cpu
-
-    def visit_call_(self, call):
-        call = super().visit_call_(call)
+def _lower(cpu):
+    def lower(call, builder):
         geometry = dense_geometry(call)
         if geometry is None:
-            return call
-        plan = DenseConvPlan.default(geometry, geometry.data_shape, self.cpu)
+            return None
+        plan = DenseConvPlan.default(geometry, geometry.data_shape, cpu)
         kernel = build_dense_conv(geometry, plan, call.args[1].value.numpy())
         func = kernel.func.without_attr("global_symbol").with_attr(ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE)
-        gv = self.builder_.add_func(func, DENSE_KERNEL_NAME)
+        gv = builder.add_func(func, DENSE_KERNEL_NAME)
         consts = [relax.const(array) for array in kernel.constants]
         return relax.call_tir(gv, [call.args[0], *consts], relax.TensorType(kernel.out_shape, FLOAT_DTYPE))
+
+    return lower
 
 
 @tvm.transform.module_pass(opt_level=0, name="tvm_snn.LowerDenseConv")
@@ -100,22 +98,22 @@ class LowerDenseConv:
         self.cpu = cpu or CpuSpec()
 
     def transform_module(self, mod, _ctx):
-        lowerer = _Lowerer(mod, self.cpu)
-        for gv, func in list(mod.functions_items()):
-            if isinstance(func, relax.Function):
-                lowerer.builder_.update_func(gv, lowerer.visit_expr(func))
-        return lowerer.builder_.get()
+        return lower_calls(mod, _lower(self.cpu))
 
 
 def dense_conv_passes(target):
-    """The dense-conv passes in order, for the start of the kernel passes.
+    """The dense-kernel passes in order, for the start of the kernel passes.
 
     TVM's ``FoldBatchnormToConv2D`` and ``FoldConstant`` fold an inference
-    batch norm after a conv into its weight and a bias add, then
-    :class:`LowerDenseConv` lowers the conv for ``target``'s CPU.
+    batch norm after a conv into its weight and a bias add (and a
+    classifier's transposed weight into one constant), then
+    :class:`LowerDenseConv` and :class:`LowerDenseMatmul` lower the convs and
+    matmuls for ``target``'s CPU.
     """
+    cpu = CpuSpec.from_target(target)
     return [
         relax.transform.FoldBatchnormToConv2D(),
         relax.transform.FoldConstant(),
-        LowerDenseConv(CpuSpec.from_target(target)),
+        LowerDenseConv(cpu),
+        LowerDenseMatmul(cpu),
     ]

@@ -5,14 +5,16 @@ passes spliced in:
 
 1. :func:`graph_passes` on the imported graph: SimplifySTE, FoldWeightSubgraphs,
    DetectSubBitConv, the offload hook, LowerSubBitConv;
-2. :func:`kernel_passes`: TVM's library dispatch and legalization
-   (LegalizeOps ... FuseOps, FuseTIR), ScheduleSubBitKernels on the fused
-   kernels, ScheduleDenseFallback on the rest, TVM's dataflow lowering and
-   finalization.
+2. :func:`kernel_passes`: :func:`schedule_passes` (TVM's library dispatch and
+   legalization, LegalizeOps ... FuseOps, FuseTIR; ScheduleSubBitKernels on
+   the fused kernels, ScheduleDenseFallback on the rest; AcceptUnalignedInputs),
+   then :func:`finish_passes` (TVM's dataflow lowering and finalization).
 
-``tvm_snn.compile`` runs the two halves apart, so it can read the layer
-reports from the IR in between (:func:`relay_passes.layer_records.read_reports`);
-:func:`build_pipeline` is both as one pass, for ``tvm.compile``.
+``tvm_snn.compile`` runs the steps apart, so it can read the layer reports
+(:func:`relay_passes.layer_records.read_reports`) after the graph passes and
+the inputs that may be unaligned
+(:func:`relay_passes.unaligned_inputs.unaligned_inputs`) after the schedules;
+:func:`build_pipeline` is all of it as one pass, for ``tvm.compile``.
 
 The offload hook is a list of passes that run after detection and before
 lowering: an accelerator target (``hw_targets/``, through ``tvm_snn.compiler``)
@@ -31,6 +33,7 @@ from relay_passes.lower_subbit_conv import LowerSubBitConv
 from relay_passes.schedule_dense_fallback import ScheduleDenseFallback
 from relay_passes.schedule_subbit_kernels import ScheduleSubBitKernels
 from relay_passes.simplify_ste import SimplifySTE
+from relay_passes.unaligned_inputs import AcceptUnalignedInputs
 from schedules.cpu import CpuSpec
 
 
@@ -59,18 +62,26 @@ def graph_passes(target, policy=None, offload=()):
     ]
 
 
-def kernel_passes(target):
-    """TVM's CPU passes from dispatch to finalization, with the SNN schedules
-    (and the dense convs lowered to their kernel first)."""
+def schedule_passes(target):
+    """TVM's CPU passes from dispatch to FuseTIR, with the SNN schedules (the
+    dense convs lowered to their kernel first), then AcceptUnalignedInputs."""
     cpu = cpu_pipeline
     return (
         dense_conv_passes(target)
         + cpu.library_dispatch_passes(target)
         + cpu.legalize_passes(target)
-        + [ScheduleSubBitKernels(), ScheduleDenseFallback()]
-        + cpu.dataflow_lower_passes(target)
-        + cpu.finalize_passes(target)
+        + [ScheduleSubBitKernels(), ScheduleDenseFallback(), AcceptUnalignedInputs]
     )
+
+
+def finish_passes(target):
+    """TVM's CPU dataflow lowering and finalization (after :func:`schedule_passes`)."""
+    return cpu_pipeline.dataflow_lower_passes(target) + cpu_pipeline.finalize_passes(target)
+
+
+def kernel_passes(target):
+    """:func:`schedule_passes` then :func:`finish_passes`: from dispatch to finalization."""
+    return schedule_passes(target) + finish_passes(target)
 
 
 def _in_target(passes, target, name):
@@ -85,6 +96,16 @@ def _in_target(passes, target, name):
 def run_graph_passes(mod, target, policy=None, offload=()):
     """Run :func:`graph_passes` on ``mod`` under ``target``; return the lowered module."""
     return _in_target(graph_passes(target, policy, offload), target, "tvm_snn.GraphPasses")(mod)
+
+
+def run_schedule_passes(mod, target):
+    """Run :func:`schedule_passes` on ``mod`` (after the graph passes) under ``target``."""
+    return _in_target(schedule_passes(target), target, "tvm_snn.SchedulePasses")(mod)
+
+
+def finish_pipeline(target):
+    """:func:`finish_passes` as one module pass (for ``tvm.compile`` after :func:`run_schedule_passes`)."""
+    return _in_target(finish_passes(target), target, "tvm_snn.FinishPasses")
 
 
 def lowering_pipeline(target):

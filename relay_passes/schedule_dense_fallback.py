@@ -3,7 +3,9 @@
 Pipeline position: right after :mod:`relay_passes.schedule_subbit_kernels`,
 on every PrimFunc that is not a sub-bit or lane kernel. A dense direct conv
 (:mod:`relay_passes.lower_dense_conv`, told by the plan on its output block)
-gets its own schedule (:mod:`schedules.dense_conv_schedule`); everything
+gets its own schedule (:mod:`schedules.dense_conv_schedule`), and so does
+a dense matmul (:mod:`relay_passes.lower_dense_matmul`,
+:mod:`schedules.dense_matmul_schedule`); everything
 else (pooling, the classifier, elementwise ops, convs the dense kernel does
 not take) gets the generic one of :mod:`schedules.dense_cpu`, where TVM's
 default Relax pipeline would leave serial loop nests.
@@ -15,6 +17,7 @@ from relay_passes.ir_module import rebuilt
 from schedules import kernels
 from schedules.dense_conv_schedule import is_dense_conv, schedule_dense_conv
 from schedules.dense_cpu import schedule_dense
+from schedules.dense_matmul_schedule import is_dense_matmul, schedule_dense_matmul
 
 
 @tvm.transform.module_pass(opt_level=0, name="tvm_snn.ScheduleDenseFallback")
@@ -35,5 +38,10 @@ class ScheduleDenseFallback:
         for gv, func in mod.functions_items():
             if not isinstance(func, tvm.tirx.PrimFunc) or kernels.kernel_kind(func) is not None:
                 continue
-            functions[gv] = schedule_dense_conv(func) if is_dense_conv(func) else schedule_dense(func, self.plan)
+            if is_dense_conv(func):
+                functions[gv] = schedule_dense_conv(func)
+            elif is_dense_matmul(func):
+                functions[gv] = schedule_dense_matmul(func)
+            else:
+                functions[gv] = schedule_dense(func, self.plan)
         return rebuilt(mod, functions)

@@ -75,3 +75,10 @@ DENSE_EPILOGUE_MAX_LANES = 128
 # dense conv's default plan weighs register blocks (4x4 and 6x4 blocks beat
 # 16x1 and 24x1 by 1.2x-2x on a 64x56 3x3 conv here).
 DENSE_CONV_LOAD_COST = 0.5
+
+# The dense matmul with a constant weight (schedules.dense_matmul, the
+# classifier): a work item's batch rows x column vectors of accumulators stay
+# in registers (at most this many), and its column block shrinks until each
+# core gets at least DENSE_MATMUL_MIN_ITEMS items of the weight stream.
+DENSE_MATMUL_ACCUMULATORS = 16
+DENSE_MATMUL_MIN_ITEMS = 4

@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import tvm
+import tvm_ffi
 from tvm import relax
 
 from relay_passes.report import LayerReport, format_table
@@ -28,6 +29,7 @@ MANIFEST_FORMAT = "tvm-snn-artifact"
 MANIFEST_VERSION = 1
 _HASH_CHUNK = 1 << 20
 STDERR_FD = 2
+TVM_ALIGNMENT = 64  # bytes: what TVM's kernels assume of a buffer argument by default
 
 
 def manifest_path(path):
@@ -81,6 +83,11 @@ class CompiledModel:
         What the SNN passes decided, one entry per conv.
     metadata_problems : list of str, optional
         Where the detector and the training frontend's metadata disagree.
+    unaligned_inputs : sequence of str, optional
+        The inputs the compiled code may read at any element-aligned address
+        (see :mod:`relay_passes.unaligned_inputs`): a C-contiguous array is
+        passed as it is, not copied. The others are copied into an aligned
+        tensor unless they are 64-byte aligned already.
 
     Notes
     -----
@@ -90,15 +97,16 @@ class CompiledModel:
     ``cm.num_threads = n`` to choose another count.
     """
 
-    def __init__(self, module, target, inputs, layers, metadata_problems=()):
+    def __init__(self, module, target, inputs, layers, metadata_problems=(), unaligned_inputs=()):
         self._module = module
         self.target = dict(target)
         self._num_threads = default_threads(self.target.get("num-cores"))
         self.inputs = list(inputs)
         self.snn_layers = list(layers)
         self.metadata_problems = list(metadata_problems)
+        self.unaligned_inputs = tuple(unaligned_inputs)
         self._vm = None
-        self._staging = None  # aligned input tensors and numpy views of them
+        self._staging = [None] * len(self.inputs)  # aligned input tensors (and views), made when needed
         self._arch = target_arch(self.target)  # parsing a target costs ~0.15 ms: once
 
     @property
@@ -126,15 +134,28 @@ class CompiledModel:
                 "export_library() it and run it on the device"
             )
         self._vm = relax.VirtualMachine(self._module, tvm.cpu())["main"]  # looked up once
-        tensors = [tvm.runtime.empty(spec.shape, spec.dtype) for spec in self.inputs]
-        self._staging = [(tensor, np.from_dlpack(tensor)) for tensor in tensors]
         return self._vm
 
+    def _staged(self, position):
+        """The aligned tensor input ``position`` is copied into (and a NumPy view of it)."""
+        if self._staging[position] is None:
+            spec = self.inputs[position]
+            tensor = tvm.runtime.empty(spec.shape, spec.dtype)
+            self._staging[position] = (tensor, np.from_dlpack(tensor))
+        return self._staging[position]
+
     def _stage(self, arrays):
-        """Copy the inputs into the model's aligned input tensors (one memcpy each)."""
-        for (_, view), array in zip(self._staging, arrays, strict=True):
-            np.copyto(view, array)
-        return [tensor for tensor, _ in self._staging]
+        """The VM's arguments: each input array itself where the code can read it, else an aligned copy."""
+        tensors = []
+        for position, (spec, array) in enumerate(zip(self.inputs, arrays, strict=True)):
+            alignment = array.itemsize if spec.name in self.unaligned_inputs else TVM_ALIGNMENT
+            if array.flags.c_contiguous and array.flags.writeable and array.ctypes.data % alignment == 0:
+                tensors.append(tvm_ffi.from_dlpack(array, require_alignment=alignment, require_contiguous=True))
+            else:  # strided, read-only (DLPack cannot say so) or misaligned: one memcpy
+                tensor, view = self._staged(position)
+                np.copyto(view, array)
+                tensors.append(tensor)
+        return tensors
 
     def _check(self, args):
         if len(args) == 1 and isinstance(args[0], dict):
@@ -166,8 +187,10 @@ class CompiledModel:
         -------
         numpy.ndarray or tuple of numpy.ndarray
             One array, or a tuple when the model has several outputs. The
-            arrays share memory with TVM's outputs (no copy). A model is not
-            thread-safe: it reuses its input buffers.
+            arrays share memory with TVM's outputs (no copy). The inputs are
+            read in place when the compiled code allows it (see
+            ``unaligned_inputs``), else copied into buffers the model reuses:
+            a model is not thread-safe.
 
         Raises
         ------
@@ -253,6 +276,7 @@ class CompiledModel:
             "inputs": [spec.to_json() for spec in self.inputs],
             "layers": [layer.to_json() for layer in self.snn_layers],
             "metadata_problems": self.metadata_problems,
+            "unaligned_inputs": list(self.unaligned_inputs),
             "sha256": _sha256(path),
             "tvm_version": tvm.__version__,
         }
@@ -287,6 +311,10 @@ def read_manifest(path):
         raise ArtifactError(f"manifest {mpath} is not a tvm-snn manifest (missing {missing})")
     if manifest["version"] != MANIFEST_VERSION:
         raise ArtifactError(f"manifest {mpath} has version {manifest['version']}, expected {MANIFEST_VERSION}")
+    unaligned = manifest.get("unaligned_inputs", [])
+    names = {item.get("name") for item in manifest["inputs"] if isinstance(item, dict)}
+    if not isinstance(unaligned, list) or not all(isinstance(n, str) for n in unaligned) or not set(unaligned) <= names:
+        raise ArtifactError(f"manifest {mpath}: unaligned_inputs {unaligned!r} must be a list of the input names {sorted(names)}")
     actual = _sha256(path)
     if actual != manifest["sha256"]:
         raise ArtifactError(
@@ -322,4 +350,5 @@ def load(path):
         raise ArtifactError(f"TVM cannot load {os.fspath(path)}: {err}") from err
     inputs = [InputSpec.from_json(item) for item in manifest["inputs"]]
     layers = [LayerReport.from_json(item) for item in manifest["layers"]]
-    return CompiledModel(module, target, inputs, layers, manifest.get("metadata_problems", []))
+    problems = manifest.get("metadata_problems", [])
+    return CompiledModel(module, target, inputs, layers, problems, manifest.get("unaligned_inputs", []))

@@ -6,8 +6,9 @@ import tvm
 
 from relay_passes.frontend_metadata import cross_check, read_entries
 from relay_passes.layer_records import read_reports
-from relay_passes.pipeline import lowering_pipeline, run_graph_passes
+from relay_passes.pipeline import finish_pipeline, run_graph_passes, run_schedule_passes
 from relay_passes.policy import LoweringPolicy
+from relay_passes.unaligned_inputs import unaligned_inputs
 from tvm_snn.compiled import CompiledModel
 from tvm_snn.errors import CompileError, ConfigError
 from tvm_snn.importers import input_specs, load_onnx, onnx_metadata, to_relax
@@ -54,8 +55,10 @@ def compile(model, target="x86", example_inputs=None, tuning_db=None, snn_policy
     try:
         mod = run_graph_passes(mod, tvm_target, snn_policy)
         layers = read_reports(mod)
-        executable = tvm.compile(mod, target=tvm_target, relax_pipeline=lowering_pipeline(tvm_target))
+        mod = run_schedule_passes(mod, tvm_target)
+        unaligned = unaligned_inputs(mod)
+        executable = tvm.compile(mod, target=tvm_target, relax_pipeline=finish_pipeline(tvm_target))
     except Exception as err:  # TVM raises InternalError/TVMError/ValueError here
         raise CompileError(f"TVM failed to build the model for {spec}: {err}") from err
     problems = cross_check(layers, entries) if entries else []
-    return CompiledModel(executable, spec, inputs, layers, problems)
+    return CompiledModel(executable, spec, inputs, layers, problems, unaligned)

@@ -1,0 +1,27 @@
+"""One helper for the passes that replace Relax calls by kernel calls (LowerDenseConv, LowerDenseMatmul)."""
+
+from tvm import relax
+
+
+@relax.expr_functor.mutator
+class _CallLowerer(relax.PyExprMutator):
+    def __init__(self, mod, lower):
+        super().__init__(mod)
+        self.lower = lower
+
+    def visit_call_(self, call):
+        call = super().visit_call_(call)
+        lowered = self.lower(call, self.builder_)
+        return call if lowered is None else lowered
+
+
+def lower_calls(mod, lower):
+    """A new module: every call in ``mod``'s Relax functions replaced by ``lower(call, builder)`` when not None.
+
+    ``lower`` may add PrimFuncs to the module with ``builder.add_func``.
+    """
+    lowerer = _CallLowerer(mod, lower)
+    for gv, func in list(mod.functions_items()):
+        if isinstance(func, relax.Function):
+            lowerer.builder_.update_func(gv, lowerer.visit_expr(func))
+    return lowerer.builder_.get()
