@@ -2,6 +2,8 @@
 
 from tvm import relax
 
+NO_DILATION = (1, 1)  # a conv's or a pool's dilation attribute when it has none
+
 
 @relax.expr_functor.mutator
 class _CallLowerer(relax.PyExprMutator):
@@ -13,6 +15,11 @@ class _CallLowerer(relax.PyExprMutator):
         call = super().visit_call_(call)
         lowered = self.lower(call, self.builder_)
         return call if lowered is None else lowered
+
+
+def int_tuple(values):
+    """A tuple of Python ints from an array of TIR integers (a call's attributes)."""
+    return tuple(int(v) for v in values)
 
 
 def lower_calls(mod, lower):

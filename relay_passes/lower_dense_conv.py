@@ -24,8 +24,9 @@ import tvm
 from tvm import relax
 from tvm.relax.dpl import is_const, is_op, wildcard
 
-from relay_passes.call_lowering import lower_calls
+from relay_passes.call_lowering import NO_DILATION, int_tuple, lower_calls
 from relay_passes.lower_dense_matmul import LowerDenseMatmul
+from relay_passes.lower_dense_pool import LowerMaxPool
 from relay_passes.lower_subbit_conv import ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE
 from relay_passes.subbit_analysis import CONV_OP
 from schedules.cpu import CpuSpec
@@ -36,11 +37,6 @@ from schedules.tir_build import FLOAT_DTYPE
 DENSE_KERNEL_NAME = "dense_conv2d"
 DENSE_CONV_PATTERN = is_op(CONV_OP)(wildcard(), is_const())
 _DATA_LAYOUT, _KERNEL_LAYOUT = "NCHW", "OIHW"
-_NO_DILATION = (1, 1)
-
-
-def _ints(values):
-    return tuple(int(v) for v in values)
 
 
 def dense_geometry(call):
@@ -52,18 +48,18 @@ def dense_geometry(call):
     layouts = (str(attrs.data_layout), str(attrs.kernel_layout), str(attrs.out_layout or attrs.data_layout))
     if layouts != (_DATA_LAYOUT, _KERNEL_LAYOUT, _DATA_LAYOUT) or int(attrs.groups) != 1:
         return None
-    if _ints(attrs.dilation) != _NO_DILATION or attrs.out_dtype not in (None, "", FLOAT_DTYPE):
+    if int_tuple(attrs.dilation) != NO_DILATION or attrs.out_dtype not in (None, "", FLOAT_DTYPE):
         return None
     ty = data.ty
     if not isinstance(ty, relax.TensorType) or ty.dtype != FLOAT_DTYPE or not isinstance(ty.shape, relax.ShapeExpr):
         return None
     if any(not isinstance(d, tvm.tirx.IntImm) for d in ty.shape.values) or str(weight.value.dtype) != FLOAT_DTYPE:
         return None
-    top, left, bottom, right = _ints(attrs.padding)
+    top, left, bottom, right = int_tuple(attrs.padding)
     return DenseConvGeometry(
-        data_shape=_ints(ty.shape.values),
-        weight_shape=_ints(weight.value.shape),
-        strides=_ints(attrs.strides),
+        data_shape=int_tuple(ty.shape.values),
+        weight_shape=int_tuple(weight.value.shape),
+        strides=int_tuple(attrs.strides),
         padding=(top, left, bottom, right),
     )
 
@@ -107,8 +103,8 @@ def dense_conv_passes(target):
     TVM's ``FoldBatchnormToConv2D`` and ``FoldConstant`` fold an inference
     batch norm after a conv into its weight and a bias add (and a
     classifier's transposed weight into one constant), then
-    :class:`LowerDenseConv` and :class:`LowerDenseMatmul` lower the convs and
-    matmuls for ``target``'s CPU.
+    :class:`LowerDenseConv`, :class:`LowerDenseMatmul` and ``LowerMaxPool``
+    lower the convs, matmuls and max pools for ``target``'s CPU.
     """
     cpu = CpuSpec.from_target(target)
     return [
@@ -116,4 +112,5 @@ def dense_conv_passes(target):
         relax.transform.FoldConstant(),
         LowerDenseConv(cpu),
         LowerDenseMatmul(cpu),
+        LowerMaxPool,
     ]

@@ -52,6 +52,7 @@ KERNEL_FUNC_NAME = "snn_conv2d"
 # an existing pattern alone.
 ATTR_OP_PATTERN = "op_pattern"
 OP_PATTERN_OUT_ELEMWISE_FUSABLE = 4
+OP_PATTERN_OPAQUE = 8  # TVM's kOpaque: FuseOps fuses nothing into the call
 
 
 def _ints(values):

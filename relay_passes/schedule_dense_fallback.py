@@ -5,7 +5,8 @@ on every PrimFunc that is not a sub-bit or lane kernel. A dense direct conv
 (:mod:`relay_passes.lower_dense_conv`, told by the plan on its output block)
 gets its own schedule (:mod:`schedules.dense_conv_schedule`), and so does
 a dense matmul (:mod:`relay_passes.lower_dense_matmul`,
-:mod:`schedules.dense_matmul_schedule`); everything
+:mod:`schedules.dense_matmul_schedule`); the max pool kernel
+(:mod:`schedules.dense_pool`) comes scheduled and is left alone; everything
 else (pooling, the classifier, elementwise ops, convs the dense kernel does
 not take) gets the generic one of :mod:`schedules.dense_cpu`, where TVM's
 default Relax pipeline would leave serial loop nests.
@@ -18,6 +19,7 @@ from schedules import kernels
 from schedules.dense_conv_schedule import is_dense_conv, schedule_dense_conv
 from schedules.dense_cpu import schedule_dense
 from schedules.dense_matmul_schedule import is_dense_matmul, schedule_dense_matmul
+from schedules.dense_pool import is_scheduled_pool
 
 
 @tvm.transform.module_pass(opt_level=0, name="tvm_snn.ScheduleDenseFallback")
@@ -36,7 +38,7 @@ class ScheduleDenseFallback:
     def transform_module(self, mod, _ctx):
         functions = dict(mod.functions_items())
         for gv, func in mod.functions_items():
-            if not isinstance(func, tvm.tirx.PrimFunc) or kernels.kernel_kind(func) is not None:
+            if not isinstance(func, tvm.tirx.PrimFunc) or is_scheduled_pool(func) or kernels.kernel_kind(func) is not None:
                 continue
             if is_dense_conv(func):
                 functions[gv] = schedule_dense_conv(func)

@@ -30,7 +30,7 @@ from tvm_snn.errors import FormatError
 DENSE_BLOCK_PAD = "dense_pad"
 DENSE_BLOCK_ACC = "dense_acc"
 DENSE_BLOCK_OUT = "dense_out"
-_NCHW_RANK = 4
+NCHW_RANK = 4
 _PAIR = 2
 
 
@@ -58,7 +58,7 @@ class DenseConvGeometry:
     def __post_init__(self):
         shapes = {"data_shape": self.data_shape, "weight_shape": self.weight_shape}
         for name, shape in shapes.items():
-            if len(shape) != _NCHW_RANK or any(int(d) < 1 for d in shape):
+            if len(shape) != NCHW_RANK or any(int(d) < 1 for d in shape):
                 raise FormatError(f"DenseConvGeometry.{name} must be 4 positive sizes, got {shape}")
         if self.data_shape[1] != self.weight_shape[1]:
             raise FormatError(
@@ -66,7 +66,7 @@ class DenseConvGeometry:
             )
         if len(self.strides) != _PAIR or min(self.strides) < 1:
             raise FormatError(f"DenseConvGeometry.strides must be 2 positive ints, got {self.strides}")
-        if len(self.padding) != _NCHW_RANK or min(self.padding) < 0:
+        if len(self.padding) != NCHW_RANK or min(self.padding) < 0:
             raise FormatError(f"DenseConvGeometry.padding must be 4 ints >= 0, got {self.padding}")
         if min(self.out_hw) < 1:
             raise FormatError(f"DenseConvGeometry: kernel {self.kernel_hw} is larger than the padded input")
