@@ -20,6 +20,7 @@ from relay_passes.lower_subbit_conv import ATTR_OP_PATTERN, OP_PATTERN_OPAQUE
 from schedules.dense_conv import NCHW_RANK
 from schedules.dense_pool import PoolGeometry, build_max_pool
 from schedules.tir_build import FLOAT_DTYPE
+from tvm_snn.errors import FormatError
 
 POOL_KERNEL_NAME = "max_pool"
 MAX_POOL_OP = tvm.ir.Op.get("relax.nn.max_pool2d")
@@ -41,10 +42,10 @@ def pool_geometry(call):
     shape = ty.shape.values
     if len(shape) != NCHW_RANK or any(not isinstance(d, tvm.tirx.IntImm) for d in shape):
         return None
-    window, strides, padding = int_tuple(attrs.pool_size), int_tuple(attrs.strides), int_tuple(attrs.padding)
-    if min(padding) < 0 or padding[0] >= window[0] or padding[2] >= window[0] or max(padding[1], padding[3]) >= window[1]:
+    try:  # the kernel's own checks: padding less than a window, a window inside the padded input
+        return PoolGeometry(int_tuple(shape), int_tuple(attrs.pool_size), int_tuple(attrs.strides), int_tuple(attrs.padding))
+    except FormatError:
         return None
-    return PoolGeometry(int_tuple(shape), window, strides, padding)
 
 
 def _lower(call, builder):

@@ -33,6 +33,22 @@ def efficiency(out_channels, out_width, channel_block, tile_pixels):
     return out_channels * out_width / (channels * row)
 
 
+def check_accumulators(plan_name, block_label, block, vectors, vector_bytes):
+    """Raise unless ``block x vectors`` accumulators fit the registers ``vector_bytes``-byte vectors give (AVX2: half).
+
+    Raises
+    ------
+    FormatError
+        Naming the plan, its block and the register count.
+    """
+    registers = CpuSpec(vector_bytes=vector_bytes).acc_registers
+    if block * vectors > registers:
+        raise FormatError(
+            f"{plan_name}: {block_label} x {vectors} vectors of accumulators "
+            f"exceed the {registers} registers of {vector_bytes}-byte vectors"
+        )
+
+
 @dataclass(frozen=True)
 class DenseConvPlan(Plan):
     """The knobs of one dense direct conv kernel.
@@ -107,9 +123,4 @@ class DenseConvPlan(Plan):
     def check_joint(self, geometry, data_shape):
         """The block's accumulators fit the registers a vector width gives (AVX2: half)."""
         del geometry, data_shape
-        registers = CpuSpec(vector_bytes=self.vector_bytes).acc_registers
-        if self.channel_block * self.pixel_vectors > registers:
-            raise FormatError(
-                f"DenseConvPlan: {self.channel_block} channels x {self.pixel_vectors} vectors of accumulators "
-                f"exceed the {registers} registers of {self.vector_bytes}-byte vectors"
-            )
+        check_accumulators("DenseConvPlan", f"{self.channel_block} channels", self.channel_block, self.pixel_vectors, self.vector_bytes)

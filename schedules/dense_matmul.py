@@ -18,8 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from tvm import te
 
-from schedules.cpu import CpuSpec
-from schedules.dense_conv_plan import ceil_div
+from schedules.dense_conv_plan import ceil_div, check_accumulators
 from schedules.knobs import DENSE_MATMUL_ACCUMULATORS, DENSE_MATMUL_MIN_ITEMS, VECTOR_WIDTHS
 from schedules.plan import PLAN_ANNOTATION, Plan
 from schedules.tir_build import FLOAT_DTYPE, TIR_INDEX_DTYPE
@@ -103,12 +102,7 @@ class DenseMatmulPlan(Plan):
     def check_joint(self, geometry, data_shape):
         """The block's accumulators fit the registers its vector width gives."""
         del geometry, data_shape
-        registers = CpuSpec(vector_bytes=self.vector_bytes).acc_registers
-        if self.row_block * self.column_vectors > registers:
-            raise FormatError(
-                f"DenseMatmulPlan: {self.row_block} rows x {self.column_vectors} vectors of accumulators "
-                f"exceed the {registers} registers of {self.vector_bytes}-byte vectors"
-            )
+        check_accumulators("DenseMatmulPlan", f"{self.row_block} rows", self.row_block, self.column_vectors, self.vector_bytes)
 
 
 @dataclass(frozen=True)
