@@ -87,6 +87,23 @@ def test_garbage_library_with_matching_manifest_is_refused(host_artifact, tmp_pa
         tvm_snn.load(dest)
 
 
+@pytest.mark.parametrize("unaligned", ["x", ["not-an-input"], [3]])
+def test_manifest_with_bad_unaligned_inputs_is_refused(host_artifact, tmp_path, unaligned):
+    dest = _copy(host_artifact[1], tmp_path)
+    manifest = json.loads(open(manifest_path(dest)).read())
+    manifest["unaligned_inputs"] = unaligned
+    with open(manifest_path(dest), "w") as handle:
+        json.dump(manifest, handle)
+    with pytest.raises(ArtifactError, match="unaligned_inputs"):
+        tvm_snn.load(dest)
+
+
+def test_manifest_keeps_the_inputs_read_in_place(host_artifact):
+    cm, path = host_artifact
+    assert cm.unaligned_inputs == (cm.inputs[0].name,)  # the first op is a conv kernel
+    assert tvm_snn.load(path).unaligned_inputs == cm.unaligned_inputs
+
+
 @pytest.mark.parametrize(("preset", "arch"), [("aarch64", "aarch64"), ("pynq", "armv7")])
 def test_cross_artifacts_are_elf_for_the_right_machine(model, tmp_path, preset, arch):
     cm = tvm_snn.compile(model, target=preset)
