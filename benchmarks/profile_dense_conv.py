@@ -36,9 +36,9 @@ from tvm_snn.importers import to_relax
 from tvm_snn.target import parse_target, target_spec
 from tvm_snn.threads import running_on
 
-TARGET = "x86"
-BATCHES = (1, 2, 4, 8)
-ROUNDS = 8
+PROFILE_TARGET = "x86"
+PROFILE_BATCHES = (1, 2, 4, 8)
+PROFILE_ROUNDS = 8
 CONV_CASES = ("stem", "conv 3x3 64x56", "conv 3x3 256x14", "conv 1x1/2")
 
 
@@ -81,8 +81,8 @@ def profile(case, batch, rounds):
     x = rng.standard_normal(case.input_shape(batch)).astype(np.float32)
     y_shape = tuple(torch_fn(torch.from_numpy(x)).shape)
     model = one_op_model(nodes, tensors, x.shape, y_shape)
-    api, cm = tvm_runner(model, x, TARGET)
-    kernel, func, plan = conv_kernel(model, TARGET)
+    api, cm = tvm_runner(model, x, PROFILE_TARGET)
+    kernel, func, plan = conv_kernel(model, PROFILE_TARGET)
     stats = time_peers(
         {"kernel": kernel_runner(kernel, func), "api": api, "onnxruntime": ort_runner(model, x)},
         repeat=rounds,
@@ -107,7 +107,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batches 1 and 8, fewer rounds")
     args = parser.parse_args(argv)
-    batches, rounds = ((1, 8), 3) if args.quick else (BATCHES, ROUNDS)
+    batches, rounds = ((1, 8), 3) if args.quick else (PROFILE_BATCHES, PROFILE_ROUNDS)
     rows = []
     for case in (c for c in CASES if any(c.name.startswith(n) for n in CONV_CASES)):
         for batch in batches:

@@ -26,6 +26,7 @@ import onnxruntime as ort
 import tvm
 from bench_models import MODELS
 from peers import machine, ort_runner, tvm_runner, write_results
+from profile_dense_conv import PROFILE_TARGET
 
 from relay_passes.pipeline import run_graph_passes, run_schedule_passes
 from tvm_snn.benchmarking import PEER_THREADS, time_peers
@@ -34,12 +35,11 @@ from tvm_snn.target import parse_target, target_spec
 from tvm_snn.threads import running_on
 from tvm_snn.train.zoo import build_snn_resnet, input_shape
 
-TARGET = "x86"
-ROUNDS = 5
+MODEL_ROUNDS = 5
 KERNEL_NUMBER = 5  # calls per kernel timing
 KERNEL_REPEAT = 5  # timings per kernel (median)
 ORT_PROFILE_RUNS = 20
-KINDS = (
+KERNEL_KINDS = (
     ("snn_conv", "snn conv"),
     ("dense_conv", "dense conv"),
     ("pool", "pool"),
@@ -50,7 +50,7 @@ KINDS = (
 
 def kind_of(name):
     """The kind of a kernel, from the name FuseOps gave it."""
-    return next((kind for key, kind in KINDS if key in name), "other")
+    return next((kind for key, kind in KERNEL_KINDS if key in name), "other")
 
 
 def call_counts(main):
@@ -138,14 +138,14 @@ def profile(key, binary, batch, out_dir):
     _, path = build_snn_resnet(name, stem, binary, out_dir, batch=batch)
     onnx_model = onnx.load(path)
     x = np.random.default_rng(batch).standard_normal(input_shape(stem, batch)).astype(np.float32)
-    api, _ = tvm_runner(onnx_model, x, TARGET)
+    api, _ = tvm_runner(onnx_model, x, PROFILE_TARGET)
     totals = {
         peer: s["median_ms"]
         for peer, s in time_peers(
-            {"tvm_snn": api, "onnxruntime": ort_runner(onnx_model, x)}, repeat=ROUNDS
+            {"tvm_snn": api, "onnxruntime": ort_runner(onnx_model, x)}, repeat=MODEL_ROUNDS
         ).items()
     }
-    kernels = kernel_table(onnx_model, TARGET)
+    kernels = kernel_table(onnx_model, PROFILE_TARGET)
     by = collections.defaultdict(float)
     for row in kernels:
         by[(row["kind"], stage_of(row))] += row["ms"] * row["calls"]
