@@ -28,10 +28,12 @@ from relay_passes.call_lowering import NO_DILATION, int_tuple, lower_calls
 from relay_passes.lower_dense_matmul import LowerDenseMatmul
 from relay_passes.lower_dense_pool import LowerMaxPool
 from relay_passes.lower_subbit_conv import ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE
+from relay_passes.plan_choice import HAND_PLANS, KernelTask
 from relay_passes.subbit_analysis import CONV_OP
 from schedules.cpu import CpuSpec
-from schedules.dense_conv import DenseConvGeometry, build_dense_conv
+from schedules.dense_conv import DENSE_BLOCK_OUT, DenseConvGeometry, build_dense_conv
 from schedules.dense_conv_plan import DenseConvPlan
+from schedules.dense_conv_schedule import schedule_dense_conv
 from schedules.tir_build import FLOAT_DTYPE
 
 DENSE_KERNEL_NAME = "dense_conv2d"
@@ -64,13 +66,39 @@ def dense_geometry(call):
     )
 
 
-def _lower(cpu):
+def dense_conv_task(geometry, weight, cpu, default_kernel):
+    """The :class:`~relay_passes.plan_choice.KernelTask` of a dense conv kernel built with its default plan."""
+    shape = geometry.data_shape
+
+    def build(plan):
+        plan.validate(geometry, shape, cpu)
+        return schedule_dense_conv(build_dense_conv(geometry, plan, weight).func)
+
+    (o, _, kh, kw), (sh, _) = geometry.weight_shape, geometry.strides
+    return KernelTask(
+        kind=default_kernel.plan.KIND,
+        label=f"dense {'x'.join(map(str, shape))} -> {o}, {kh}x{kw}/{sh}",
+        workload=tvm.IRModule({"main": default_kernel.func}),
+        plan_block=DENSE_BLOCK_OUT,
+        default_plan=default_kernel.plan,
+        space=DenseConvPlan.space(geometry, shape, cpu),
+        plan_type=DenseConvPlan,
+        build=build,
+        validate=lambda plan: plan.validate(geometry, shape, cpu),
+    )
+
+
+def _lower(cpu, plans):
     def lower(call, builder):
         geometry = dense_geometry(call)
         if geometry is None:
             return None
-        plan = DenseConvPlan.default(geometry, geometry.data_shape, cpu)
-        kernel = build_dense_conv(geometry, plan, call.args[1].value.numpy())
+        weight = call.args[1].value.numpy()
+        kernel = build_dense_conv(geometry, DenseConvPlan.default(geometry, geometry.data_shape, cpu), weight)
+        if plans is not HAND_PLANS:
+            plan = plans.choose(dense_conv_task(geometry, weight, cpu, kernel))
+            if plan != kernel.plan:
+                kernel = build_dense_conv(geometry, plan, weight)
         func = kernel.func.without_attr("global_symbol").with_attr(ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE)
         gv = builder.add_func(func, DENSE_KERNEL_NAME)
         consts = [relax.const(array) for array in kernel.constants]
@@ -88,16 +116,20 @@ class LowerDenseConv:
     cpu : schedules.cpu.CpuSpec, optional
         The target CPU (its SIMD width and registers decide the plan);
         ``CpuSpec()`` by default.
+    plans : object, optional
+        Chooses each kernel's plan (see :mod:`relay_passes.plan_choice`);
+        the hand plans by default.
     """
 
-    def __init__(self, cpu=None):
+    def __init__(self, cpu=None, plans=None):
         self.cpu = cpu or CpuSpec()
+        self.plans = plans or HAND_PLANS
 
     def transform_module(self, mod, _ctx):
-        return lower_calls(mod, _lower(self.cpu))
+        return lower_calls(mod, _lower(self.cpu, self.plans))
 
 
-def dense_conv_passes(target):
+def dense_conv_passes(target, plans=None):
     """The dense-kernel passes in order, for the start of the kernel passes.
 
     TVM's ``FoldBatchnormToConv2D`` and ``FoldConstant`` fold an inference
@@ -110,7 +142,7 @@ def dense_conv_passes(target):
     return [
         relax.transform.FoldBatchnormToConv2D(),
         relax.transform.FoldConstant(),
-        LowerDenseConv(cpu),
+        LowerDenseConv(cpu, plans),
         LowerDenseMatmul(cpu),
         LowerMaxPool,
     ]

@@ -40,9 +40,11 @@ from relay_passes.detect_subbit_conv import (
 )
 from relay_passes.ir_module import rebuilt
 from relay_passes.layer_records import ATTR_REPORT, conv_from_attrs, updated_record
+from relay_passes.plan_choice import HAND_PLANS, KernelTask
 from relay_passes.subbit_analysis import is_sign
 from schedules import kernels
 from schedules.cpu import CpuSpec
+from schedules.subbit_tir import BLOCK_OUT
 from schedules.tir_build import FLOAT_DTYPE
 
 KERNEL_FUNC_NAME = "snn_conv2d"
@@ -73,12 +75,38 @@ def _sign_input(data, lookup):
     return bound.args[0] if bound is not None and is_sign(bound, {}) else data
 
 
+def subbit_task(conv, shape, cpu, default_kernel):
+    """The :class:`~relay_passes.plan_choice.KernelTask` of a sub-bit kernel built with its default plan."""
+    default = default_kernel.plan
+    return KernelTask(
+        kind=default.KIND,
+        label=f"snn {conv.activation} {'x'.join(map(str, shape))} -> {conv.out_channels}, {'x'.join(map(str, conv.kernel_size))}/{conv.stride[0]}",
+        workload=tvm.IRModule({"main": default_kernel.func}),
+        plan_block=BLOCK_OUT,
+        default_plan=default,
+        space=type(default).space(conv, shape, cpu),
+        plan_type=type(default),
+        build=lambda plan: kernels.build_scheduled(conv, shape, cpu, plan).func,
+        validate=lambda plan: plan.validate(conv, shape, cpu),
+    )
+
+
+def _chosen_kernel(conv, shape, cpu, plans):
+    """The unscheduled kernel built with the plan ``plans`` chooses (the hand plan by default)."""
+    kernel = kernels.build(conv, shape, kernels.select_plan(conv, shape, cpu))
+    if plans is HAND_PLANS:
+        return kernel
+    plan = plans.choose(subbit_task(conv, shape, cpu, kernel))
+    return kernel if plan == kernel.plan else kernels.build(conv, shape, plan)
+
+
 @relax.expr_functor.mutator
 class _Lowerer(relax.PyExprMutator):
-    def __init__(self, mod, composites, cpu):
+    def __init__(self, mod, composites, cpu, plans):
         super().__init__(mod)
         self.composites = composites  # GlobalVar name -> (SubBitConv, report record)
         self.cpu = cpu
+        self.plans = plans
 
     def visit_call_(self, call):
         call = super().visit_call_(call)
@@ -89,7 +117,7 @@ class _Lowerer(relax.PyExprMutator):
         if conv.activation == "binary":  # the kernel applies the sign: skip a standalone sign op
             data = _sign_input(data, self.lookup_binding)
         shape = _ints(data.ty.shape.values)
-        kernel = kernels.build(conv, shape, kernels.select_plan(conv, shape, self.cpu))
+        kernel = _chosen_kernel(conv, shape, self.cpu, self.plans)
         func = (
             kernel.func.without_attr("global_symbol")
             .with_attr(ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE)
@@ -109,10 +137,14 @@ class LowerSubBitConv:
     cpu : schedules.cpu.CpuSpec, optional
         The target CPU (cores, SIMD width, VBMI: the lane kernel and the
         64-at-a-time index unpacking); ``CpuSpec()`` by default.
+    plans : object, optional
+        Chooses each kernel's plan (``choose(KernelTask) -> plan``, see
+        :mod:`relay_passes.plan_choice`); the hand plans by default.
     """
 
-    def __init__(self, cpu=None):
+    def __init__(self, cpu=None, plans=None):
         self.cpu = cpu or CpuSpec()
+        self.plans = plans or HAND_PLANS
 
     def transform_module(self, mod, _ctx):
         composites = {
@@ -122,7 +154,7 @@ class LowerSubBitConv:
         }
         if not composites:
             return mod
-        lowerer = _Lowerer(mod, composites, self.cpu)
+        lowerer = _Lowerer(mod, composites, self.cpu, self.plans)
         for gv, func in list(mod.functions_items()):
             if isinstance(func, relax.Function) and not is_subbit_composite(func) and not is_offloaded(func):
                 lowerer.builder_.update_func(gv, lowerer.visit_expr(func))

@@ -37,7 +37,7 @@ from relay_passes.unaligned_inputs import AcceptUnalignedInputs
 from schedules.cpu import CpuSpec
 
 
-def graph_passes(target, policy=None, offload=()):
+def graph_passes(target, policy=None, offload=(), plans=None):
     """The SNN graph passes, in order: simplify STE residues, fold constants, detect, offload, lower.
 
     Parameters
@@ -48,6 +48,9 @@ def graph_passes(target, policy=None, offload=()):
         What the detector may lower.
     offload : sequence of tvm.transform.Pass
         Passes that claim composites before lowering (an accelerator target).
+    plans : object, optional
+        Chooses each kernel's plan (:mod:`relay_passes.plan_choice`); the
+        hand plans by default.
 
     Returns
     -------
@@ -58,16 +61,17 @@ def graph_passes(target, policy=None, offload=()):
         FoldWeightSubgraphs(),
         DetectSubBitConv(policy),
         *offload,
-        LowerSubBitConv(CpuSpec.from_target(target)),
+        LowerSubBitConv(CpuSpec.from_target(target), plans),
     ]
 
 
-def schedule_passes(target):
+def schedule_passes(target, plans=None):
     """TVM's CPU passes from dispatch to FuseTIR, with the SNN schedules (the
-    dense convs lowered to their kernel first), then AcceptUnalignedInputs."""
+    dense convs lowered to their kernel first, with the plans ``plans`` chooses),
+    then AcceptUnalignedInputs."""
     cpu = cpu_pipeline
     return (
-        dense_conv_passes(target)
+        dense_conv_passes(target, plans)
         + cpu.library_dispatch_passes(target)
         + cpu.legalize_passes(target)
         + [ScheduleSubBitKernels(), ScheduleDenseFallback(), AcceptUnalignedInputs]
@@ -93,14 +97,14 @@ def _in_target(passes, target, name):
     return _pipeline
 
 
-def run_graph_passes(mod, target, policy=None, offload=()):
+def run_graph_passes(mod, target, policy=None, offload=(), plans=None):
     """Run :func:`graph_passes` on ``mod`` under ``target``; return the lowered module."""
-    return _in_target(graph_passes(target, policy, offload), target, "tvm_snn.GraphPasses")(mod)
+    return _in_target(graph_passes(target, policy, offload, plans), target, "tvm_snn.GraphPasses")(mod)
 
 
-def run_schedule_passes(mod, target):
+def run_schedule_passes(mod, target, plans=None):
     """Run :func:`schedule_passes` on ``mod`` (after the graph passes) under ``target``."""
-    return _in_target(schedule_passes(target), target, "tvm_snn.SchedulePasses")(mod)
+    return _in_target(schedule_passes(target, plans), target, "tvm_snn.SchedulePasses")(mod)
 
 
 def finish_pipeline(target):

@@ -38,7 +38,9 @@ class BasicBlock(nn.Module):
         self.shortcut = nn.Identity()
         if stride != 1 or cin != cout:
             act = Sign() if binary else nn.Identity()
-            self.shortcut = nn.Sequential(act, nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(
+                act, nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x):
         y = torch.relu(self.bn1(self.conv1(self.act1(x))))
@@ -69,7 +71,11 @@ def quantize_weight(weight, tau, rng):
     """Project an OIHW weight onto ``alpha * P[idx]`` with a random ``2**tau`` subset ``P``."""
     out, cin, kh, _ = weight.shape
     unit = UNIT_3X3 if kh == 3 else UNIT_1X1
-    units = weight.reshape(out, cin, unit) if unit == UNIT_3X3 else weight.reshape(out, cin // UNIT_1X1, unit)
+    units = (
+        weight.reshape(out, cin, unit)
+        if unit == UNIT_3X3
+        else weight.reshape(out, cin // UNIT_1X1, unit)
+    )
     subset = _all_patterns(unit)[rng.choice(1 << unit, 1 << tau, replace=False)]
     idx = np.argmax(units @ subset.T, axis=-1)
     alpha = np.abs(weight).reshape(out, -1).mean(axis=1)
@@ -124,3 +130,15 @@ def make_dyadic_(model, seed=0):
         linear.weight.data = _dyadic(linear.weight.data * 8)
         linear.bias.data = _dyadic(linear.bias.data)
     return model
+
+
+SMALL_INPUT_SIZE = 16  # the input side of small_resnet18: a few seconds to compile
+
+
+def small_resnet18(seed=0, width=16):
+    """A narrow CIFAR ResNet-18 with sub-bit convs and random batch norms, in eval mode."""
+    torch.manual_seed(seed)
+    model = resnet18_cifar(width=width)
+    quantize_(model, seed=seed)
+    randomize_bn_(model, seed=seed)
+    return model.eval()

@@ -5,6 +5,8 @@ without TVM. Public API::
 
     import tvm_snn
     cm = tvm_snn.compile(model, target="x86")
+    result = tvm_snn.tune(model, target="x86", work_dir="tuning", trials=64)
+    cm = tvm_snn.compile(model, target="x86", tuning_db="tuning")
     y = cm(x)
     cm.export_library("m.so")
     cm2 = tvm_snn.load("m.so")
@@ -14,6 +16,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "compile": ("tvm_snn.compiler", "compile"),
+    "tune": ("tvm_snn.tuning.driver", "tune"),
     "load": ("tvm_snn.compiled", "load"),
     "CompiledModel": ("tvm_snn.compiled", "CompiledModel"),
     "parse_target": ("tvm_snn.target", "parse_target"),

@@ -1,4 +1,4 @@
-"""The ``tvm-snn`` command line: compile, run and bench; train and export (``tvm_snn.train.cli``).
+"""The ``tvm-snn`` command line: compile, tune, run and bench; train and export (``tvm_snn.train.cli``).
 
 Each subcommand mirrors the Python API and has ``--help``. Errors from
 ``tvm_snn.errors`` print as one line and exit with status 2.
@@ -30,17 +30,67 @@ def _parse_shape(text):
     try:
         return tuple(int(dim) for dim in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"a shape is comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"a shape is comma-separated integers, got {text!r}"
+        ) from None
 
 
 def _cmd_compile(args):
     import tvm_snn
 
     model, examples = _load_model_file(args.model, args.input_shape)
-    cm = tvm_snn.compile(model, target=args.target, example_inputs=examples)
+    cm = tvm_snn.compile(
+        model, target=args.target, example_inputs=examples, tuning_db=args.tuning_db
+    )
     print(cm.report())
     cm.export_library(args.output)
     print(f"wrote {args.output}")
+
+
+def _parse_address(text):
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"an address is HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def _cmd_tune(args):
+    import tvm_snn
+    from tvm_snn.train.progress import ProgressBar
+
+    model, examples = _load_model_file(args.model, args.input_shape)
+    runner = "local"
+    if args.tracker:
+        if not args.key:
+            raise InputError(
+                "--tracker needs --key (the device key the RPC servers registered with)"
+            )
+        runner = {"tracker": f"{args.tracker[0]}:{args.tracker[1]}", "key": args.key}
+    bar = ProgressBar(args.trials, "tune")
+
+    def progress(done, total, best_ms, left_s):
+        del total
+        left = f"{left_s:.0f}s" if left_s is not None else "?"
+        bar.update(done - bar.done, best_ms=float(best_ms), left=left)
+
+    result = tvm_snn.tune(
+        model,
+        target=args.target,
+        work_dir=args.work_dir,
+        trials=args.trials,
+        runner=runner,
+        seed=args.seed,
+        example_inputs=examples,
+        progress=progress,
+    )
+    bar.close()
+    for task in result.tasks:
+        hand = f"{task.hand_ms:.4f}" if task.hand_ms is not None else "-"
+        best = f"{task.best_ms:.4f}" if task.best_ms is not None else "-"
+        print(
+            f"{task.label:<44} x{task.calls} trials {task.trials:>3} hand {hand} ms best {best} ms"
+        )
+    print(f"{result.trials_per_minute:.1f} trials/min; compile with --tuning-db {args.work_dir}")
 
 
 def _read_inputs(cm, paths):
@@ -59,7 +109,9 @@ def _cmd_run(args):
     out = cm(*_read_inputs(cm, args.input))
     outputs = out if isinstance(out, tuple) else (out,)
     for i, array in enumerate(outputs):
-        print(f"output {i}: {array.dtype}{list(array.shape)} mean={array.mean():.6g} max={array.max():.6g}")
+        print(
+            f"output {i}: {array.dtype}{list(array.shape)} mean={array.mean():.6g} max={array.max():.6g}"
+        )
     if args.output:
         np.save(args.output, outputs[0])
         print(f"wrote {args.output}")
@@ -75,18 +127,63 @@ def _cmd_bench(args):
 
 def build_parser():
     """Return the argument parser of ``tvm-snn``."""
-    parser = argparse.ArgumentParser(prog="tvm-snn", description="Compile Sub-bit Neural Networks with TVM.")
+    parser = argparse.ArgumentParser(
+        prog="tvm-snn", description="Compile Sub-bit Neural Networks with TVM."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    comp = sub.add_parser("compile", help="compile an .onnx or .pt2 (torch.export) model to an artifact")
+    comp = sub.add_parser(
+        "compile", help="compile an .onnx or .pt2 (torch.export) model to an artifact"
+    )
     comp.add_argument("model", help="path to an .onnx file or a .pt2 ExportedProgram")
-    comp.add_argument("--target", default="x86", help='preset (x86, aarch64, pynq) or "llvm -mcpu=..." string')
-    comp.add_argument("-o", "--output", required=True, help="artifact path (.so); a manifest is written beside it")
     comp.add_argument(
-        "--input-shape", action="append", type=_parse_shape, metavar="N,C,H,W",
+        "--target", default="x86", help='preset (x86, aarch64, pynq) or "llvm -mcpu=..." string'
+    )
+    comp.add_argument(
+        "-o", "--output", required=True, help="artifact path (.so); a manifest is written beside it"
+    )
+    comp.add_argument(
+        "--input-shape",
+        action="append",
+        type=_parse_shape,
+        metavar="N,C,H,W",
         help="static shape of each input, for ONNX models with symbolic shapes (repeat per input)",
     )
+    comp.add_argument("--tuning-db", help="a `tvm-snn tune` work dir for this model and target")
     comp.set_defaults(func=_cmd_compile)
+
+    tune = sub.add_parser(
+        "tune", help="tune the kernels' plans with MetaSchedule (resumes an existing work dir)"
+    )
+    tune.add_argument("model", help="path to an .onnx file or a .pt2 ExportedProgram")
+    tune.add_argument(
+        "--target", default="x86", help='preset (x86, aarch64, pynq) or "llvm -mcpu=..." string'
+    )
+    tune.add_argument(
+        "--trials",
+        type=int,
+        default=64,
+        help="trials in all (max_trials_global), earlier runs included",
+    )
+    tune.add_argument(
+        "--work-dir", default="tuning", help="MetaSchedule work dir (its JSON database)"
+    )
+    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument(
+        "--tracker",
+        type=_parse_address,
+        metavar="HOST:PORT",
+        help="time on boards behind this RPC tracker",
+    )
+    tune.add_argument("--key", help="the boards' device key at the tracker")
+    tune.add_argument(
+        "--input-shape",
+        action="append",
+        type=_parse_shape,
+        metavar="N,C,H,W",
+        help="static shape of each input, for ONNX models with symbolic shapes (repeat per input)",
+    )
+    tune.set_defaults(func=_cmd_tune)
 
     run = sub.add_parser("run", help="run an artifact on .npy inputs (random inputs if none)")
     run.add_argument("artifact")

@@ -23,6 +23,7 @@ from tvm_snn.importers import InputSpec
 from tvm_snn.target import runs_on_host, target_arch
 from tvm_snn.threads import default_threads, running_on
 from tvm_snn.toolchain import fcompile_for
+from tvm_snn.tuning.plans import format_tuning
 
 MANIFEST_SUFFIX = ".manifest.json"
 MANIFEST_FORMAT = "tvm-snn-artifact"
@@ -88,6 +89,9 @@ class CompiledModel:
         (see :mod:`relay_passes.unaligned_inputs`): a C-contiguous array is
         passed as it is, not copied. The others are copied into an aligned
         tensor unless they are 64-byte aligned already.
+    tuning : sequence of tvm_snn.tuning.plans.KernelChoice, optional
+        Per tunable kernel, when compiled with a ``tuning_db``: tuned or hand
+        plan, and the measured times of each.
 
     Notes
     -----
@@ -97,7 +101,7 @@ class CompiledModel:
     ``cm.num_threads = n`` to choose another count.
     """
 
-    def __init__(self, module, target, inputs, layers, metadata_problems=(), unaligned_inputs=()):
+    def __init__(self, module, target, inputs, layers, metadata_problems=(), unaligned_inputs=(), tuning=()):
         self._module = module
         self.target = dict(target)
         self._num_threads = default_threads(self.target.get("num-cores"))
@@ -105,6 +109,7 @@ class CompiledModel:
         self.snn_layers = list(layers)
         self.metadata_problems = list(metadata_problems)
         self.unaligned_inputs = tuple(unaligned_inputs)
+        self.tuning = list(tuning)
         self._vm = None
         self._staging = [None] * len(self.inputs)  # aligned input tensors (and views), made when needed
         self._arch = target_arch(self.target)  # parsing a target costs ~0.15 ms: once
@@ -249,6 +254,8 @@ class CompiledModel:
         if checked or self.metadata_problems:
             lines.append(f"frontend metadata: {len(checked)} conv(s) matched, {len(self.metadata_problems)} disagreement(s)")
             lines += [f"  {problem}" for problem in self.metadata_problems]
+        if self.tuning:
+            lines.append(format_tuning(self.tuning))
         return "\n".join(lines)
 
     def export_library(self, path):

@@ -10,9 +10,10 @@ from relay_passes.pipeline import finish_pipeline, run_graph_passes, run_schedul
 from relay_passes.policy import LoweringPolicy
 from relay_passes.unaligned_inputs import unaligned_inputs
 from tvm_snn.compiled import CompiledModel
-from tvm_snn.errors import CompileError, ConfigError
+from tvm_snn.errors import CompileError, ConfigError, TuningError
 from tvm_snn.importers import input_specs, load_onnx, onnx_metadata, to_relax
 from tvm_snn.target import parse_target, target_spec
+from tvm_snn.tuning.plans import check_database, database_plans
 
 
 def compile(model, target="x86", example_inputs=None, tuning_db=None, snn_policy=None):  # noqa: A001
@@ -28,8 +29,9 @@ def compile(model, target="x86", example_inputs=None, tuning_db=None, snn_policy
     example_inputs : tensor, array or tuple of them, optional
         Required for a ``torch.nn.Module``.
     tuning_db : str, optional
-        A MetaSchedule database directory. Not supported yet: passing one
-        raises rather than being ignored.
+        A work dir of :func:`tvm_snn.tune` for this model and target: each
+        kernel is built with the fastest plan measured there (the hand plan
+        where none was faster). ``cm.report()`` says which were tuned.
     snn_policy : relay_passes.subbit_analysis.LoweringPolicy, optional
         Tau caps and the profitability threshold of the SNN detector.
 
@@ -40,25 +42,31 @@ def compile(model, target="x86", example_inputs=None, tuning_db=None, snn_policy
     Raises
     ------
     TargetError, ModelImportError, UnsupportedOpError, CompileError, ConfigError, FormatError
+    TuningError
+        A ``tuning_db`` that is corrupt, or was made for another model or target.
     """
     if snn_policy is not None and not isinstance(snn_policy, LoweringPolicy):
         raise ConfigError(f"snn_policy must be a LoweringPolicy, got {type(snn_policy).__name__}")
-    if tuning_db is not None:
-        raise CompileError("tuning_db is not supported yet: MetaSchedule tuning lands with the tuning issue")
     spec = target_spec(target)
     tvm_target = parse_target(spec)
+    plans = None if tuning_db is None else database_plans(tuning_db)
     if isinstance(model, (str, os.PathLike)):
         model = load_onnx(model)  # read once: for the graph and its metadata
     mod = to_relax(model, example_inputs)
     inputs = input_specs(mod)
     entries = read_entries(onnx_metadata(model))  # bad metadata fails before the build
     try:
-        mod = run_graph_passes(mod, tvm_target, snn_policy)
+        mod = run_graph_passes(mod, tvm_target, snn_policy, plans=plans)
         layers = read_reports(mod)
-        mod = run_schedule_passes(mod, tvm_target)
+        mod = run_schedule_passes(mod, tvm_target, plans=plans)
+        if plans is not None:
+            check_database(tuning_db, tvm_target, plans)
         unaligned = unaligned_inputs(mod)
         executable = tvm.compile(mod, target=tvm_target, relax_pipeline=finish_pipeline(tvm_target))
+    except TuningError:
+        raise
     except Exception as err:  # TVM raises InternalError/TVMError/ValueError here
         raise CompileError(f"TVM failed to build the model for {spec}: {err}") from err
     problems = cross_check(layers, entries) if entries else []
-    return CompiledModel(executable, spec, inputs, layers, problems, unaligned)
+    tuning = [] if plans is None else list(plans.choices.values())
+    return CompiledModel(executable, spec, inputs, layers, problems, unaligned, tuning)

@@ -59,3 +59,7 @@ class DataError(SNNError):
 
 class QemuRunError(SNNError):
     """A kernel run under qemu-user failed, crashed or timed out; carries the harness's stderr."""
+
+
+class TuningError(SNNError):
+    """A tuning run or its database cannot be used: corrupt, truncated, or made for another model or target."""

@@ -45,7 +45,19 @@ def test_user_errors_exit_2_with_the_error_name(onnx_path, tmp_path, capsys):
     assert "ArtifactError" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [[], ["compile"], ["run"], ["bench"]])
+def test_tune_then_compile_with_the_database(onnx_path, tmp_path, capsys):
+    work_dir = tmp_path / "tuning"
+    assert cli.main(["tune", str(onnx_path), "--trials", "4", "--work-dir", str(work_dir)]) == 0
+    captured = capsys.readouterr()
+    assert "trials/min" in captured.out and "tune [" in captured.err  # the progress bar
+    artifact = tmp_path / "tuned.so"
+    assert cli.main(["compile", str(onnx_path), "--tuning-db", str(work_dir), "-o", str(artifact)]) == 0
+    assert "kernel (tuning)" in capsys.readouterr().out
+    assert cli.main(["tune", str(onnx_path), "--tracker", "127.0.0.1:9190", "--work-dir", str(work_dir)]) == 2
+    assert "InputError" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [[], ["compile"], ["tune"], ["run"], ["bench"]])
 def test_help(command):
     result = subprocess.run(
         [sys.executable, "-m", "tvm_snn.cli", *command, "--help"], capture_output=True, text=True, check=False

@@ -1,0 +1,67 @@
+"""Who picks each kernel's plan: the hand choice by default, a tuner or a tuning database otherwise.
+
+The lowering passes (LowerSubBitConv, LowerDenseConv) build each kernel from
+a plan (:mod:`schedules.plan`). Before building, they describe the kernel as
+a :class:`KernelTask` and ask their ``plans`` object for the plan:
+:class:`HandPlans` answers with the task's default (the hand schedule);
+``tvm_snn.tuning`` records the tasks of a model while tuning, and answers
+with the best plan a tuning database holds when compiling.
+
+A plan decides the kernel's buffers (weight packing, padded grids), not only
+its schedule, so a task carries ``build``: the scheduled kernel for any plan
+of its space, ready to measure.
+"""
+
+from dataclasses import dataclass
+
+import tvm
+
+
+@dataclass(frozen=True)
+class KernelTask:
+    """One kernel a lowering pass is about to build.
+
+    Attributes
+    ----------
+    kind : str
+        The plan kind (``"pixel-lane"``, ``"lane"``, ``"dense-conv"``).
+    label : str
+        A short description for reports (``"snn 64x56x56 -> 64, 3x3"``).
+    workload : tvm.IRModule
+        ``{"main": the unscheduled kernel of the default plan}``: what a
+        tuning database keys the task by.
+    plan_block : str
+        The kernel's block that carries the plan annotation.
+    default_plan : schedules.plan.Plan
+        The hand choice.
+    space : dict
+        ``{knob: legal values}`` (``Plan.space``).
+    plan_type : type
+        The plan class (``from_json``, ``validate``).
+    build : callable
+        ``plan -> tvm.tirx.PrimFunc``: the scheduled kernel alone, for
+        measuring; raises ``FormatError`` for a plan that is not legal here.
+    validate : callable
+        ``plan -> plan``: raises ``FormatError`` unless the plan is legal here.
+    """
+
+    kind: str
+    label: str
+    workload: tvm.IRModule
+    plan_block: str
+    default_plan: object
+    space: dict
+    plan_type: type
+    build: object
+    validate: object
+
+
+class HandPlans:
+    """The default ``plans`` object: every kernel takes its hand-chosen plan."""
+
+    def choose(self, task):
+        """The plan to build ``task`` with: its default."""
+        return task.default_plan
+
+
+HAND_PLANS = HandPlans()
