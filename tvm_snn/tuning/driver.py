@@ -217,7 +217,7 @@ def tune(
     manifest = read_manifest(work_dir)
     if manifest is not None:
         check_manifest(manifest, work_dir, tvm_target, list(tasks))
-    database = open_database(work_dir)
+    database = open_database(work_dir, drop_cut_tail=True)
     write_manifest(work_dir, tvm_target, list(tasks))
     searches = {
         key: PlanSearch(task, np.random.default_rng([seed, i]), measured(database, task))

@@ -46,24 +46,40 @@ def model_fingerprint(hashes):
     return hashlib.sha256("\n".join(sorted(set(hashes))).encode()).hexdigest()
 
 
-def _check_lines(path):
-    """Raise ``TuningError`` naming the file and record when a line is not JSON."""
+def _check_lines(path, drop_cut_tail=False):
+    """Raise ``TuningError`` naming the file and record when a line is not JSON.
+
+    With ``drop_cut_tail``, a last line cut short (no newline: a run killed
+    while writing it) is removed instead.
+    """
     if not os.path.exists(path):
         return
     with open(path) as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                json.loads(line)
-            except json.JSONDecodeError as err:
-                raise TuningError(
-                    f"{path}: record {number} is corrupt or truncated ({err.msg})"
-                ) from err
+        lines = handle.readlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            json.loads(line)
+        except json.JSONDecodeError as err:
+            if drop_cut_tail and number == len(lines) and not line.endswith("\n"):
+                with open(path, "w") as handle:
+                    handle.writelines(lines[:-1])
+                return
+            raise TuningError(
+                f"{path}: record {number} is corrupt or truncated ({err.msg})"
+            ) from err
 
 
-def open_database(work_dir):
+def open_database(work_dir, drop_cut_tail=False):
     """The work dir's ``JSONDatabase`` (created when missing), after checking every record parses.
+
+    Parameters
+    ----------
+    work_dir : str
+    drop_cut_tail : bool
+        Drop a last record cut short by a killed run (``tune`` resuming)
+        instead of raising.
 
     Raises
     ------
@@ -74,7 +90,7 @@ def open_database(work_dir):
     os.makedirs(work_dir, exist_ok=True)
     paths = [os.path.join(work_dir, name) for name in (WORKLOADS, RECORDS)]
     for path in paths:
-        _check_lines(path)
+        _check_lines(path, drop_cut_tail)
     try:
         return ms.database.JSONDatabase(path_workload=paths[0], path_tuning_record=paths[1])
     except Exception as err:  # TVM raises InternalError/TVMError on records it cannot decode

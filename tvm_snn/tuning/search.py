@@ -166,7 +166,13 @@ class PlanSearch:
         return [self._build(plan) for plan in plans]
 
     def _ranked(self, pool, count, model, context):
-        if len(pool) <= count or model is None or model.booster is None:
+        # Before WARMUP_SAMPLES the model would rank at random (from NumPy's global state): keep our order.
+        if (
+            len(pool) <= count
+            or model is None
+            or model.booster is None
+            or model.data_size < WARMUP_SAMPLES
+        ):
             return pool[:count]
         built = [self._build(plan) for plan in pool]
         ok = [c for c in built if c.func is not None]
