@@ -10,6 +10,7 @@ import time
 import pytest
 import torch
 import tvm
+from snn_models import SMALL_INPUT_SIZE, small_resnet18
 from tvm.script import tirx as T
 
 import tvm_snn
@@ -17,8 +18,6 @@ from tvm_snn.tuning.driver import measure
 from tvm_snn.tuning.records import RECORDS
 from tvm_snn.tuning.search import Candidate
 from tvm_snn.tuning.workers import KeptBuilder, local_runner, worker_environment
-
-from snn_models import SMALL_INPUT_SIZE, small_resnet18
 
 TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KILL_AFTER = 6  # records on disk before the kill
