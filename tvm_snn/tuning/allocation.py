@@ -1,6 +1,6 @@
 """How the trials of a run are shared among its tasks: by each task's share of the model's time.
 
-Every task's hand plan is measured first. Then each round goes to the task
+Every task's hand plan is measured first, several tasks to a round. Then each round goes to the task
 with the largest ``calls x best time x gain``: its share of the model's
 kernel time, scaled by ``gain``, which halves after a round that improved the
 task by less than ``MIN_GAIN`` and goes back to 1 after one that did. It is
@@ -42,6 +42,20 @@ class TrialAllocator:
                 self.calls[key] * (self.searches[key].best_secs or 0.0) * self.gain[key]
             ),
         )
+
+    def next_round(self, count, model, contexts):
+        """Up to ``count`` ``(task key, candidate)`` pairs to measure, or None when every space is exhausted.
+
+        While some hand plans are unmeasured, the round is those (one per
+        task); then it is ``count`` candidates of the task :meth:`pick` chooses.
+        """
+        hands = [key for key, search in self.searches.items() if search_needs_hand(search)][:count]
+        if hands:
+            return [(key, self.searches[key].propose(1, model, contexts[key])[0]) for key in hands]
+        key = self.pick()
+        if key is None:
+            return None
+        return [(key, candidate) for candidate in self.searches[key].propose(count, model, contexts[key])]
 
     def update(self, key, before, after):
         """Record a round of ``key`` that took its best time from ``before`` to ``after`` seconds."""

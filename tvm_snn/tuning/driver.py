@@ -238,31 +238,31 @@ def tune(
         timer = _runner(runner, timeout_s)
     try:
         while done < trials:
-            key = allocator.pick()
-            if key is None:
+            batch = allocator.next_round(min(trials_per_round, trials - done), model_cost, contexts)
+            if batch is None:
                 break
-            search, task = searches[key], tasks[key]
-            before = search.best_secs
-            candidates = search.propose(
-                min(trials_per_round, trials - done), model_cost, contexts[key]
-            )
+            candidates = [candidate for _, candidate in batch]
             if not candidates:
                 continue
-            ran = measure(candidates, kept_builder, timer, tvm_target)
-            for candidate in candidates:
-                database.commit_tuning_record(
-                    plan_record(database, task, candidate.plan, candidate.secs, tvm_target)
-                )
-                search.measured[candidate.key] = (
-                    min(candidate.secs) if candidate.secs else FAILED_SECS
-                )
-            if ran:
-                model_cost.update(
-                    contexts[key],
-                    [measure_candidate(c.func) for c in ran],
-                    [RunnerResult(c.secs, None) for c in ran],
-                )
-            allocator.update(key, before, search.best_secs)
+            ran = {id(c) for c in measure(candidates, kept_builder, timer, tvm_target)}
+            by_task = {}
+            for key, candidate in batch:
+                by_task.setdefault(key, []).append(candidate)
+            for key, group in by_task.items():
+                search, task = searches[key], tasks[key]
+                before = search.best_secs
+                for candidate in group:
+                    record = plan_record(database, task, candidate.plan, candidate.secs, tvm_target)
+                    database.commit_tuning_record(record)
+                    search.measured[candidate.key] = min(candidate.secs) if candidate.secs else FAILED_SECS
+                timed = [c for c in group if id(c) in ran]
+                if timed:
+                    model_cost.update(
+                        contexts[key],
+                        [measure_candidate(c.func) for c in timed],
+                        [RunnerResult(c.secs, None) for c in timed],
+                    )
+                allocator.update(key, before, search.best_secs)
             done += len(candidates)
             elapsed = time.perf_counter() - start
             result.curve.append(
