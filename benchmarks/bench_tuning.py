@@ -1,7 +1,10 @@
 """Tuning: best latency against trials, and tuned against hand-scheduled and ONNX Runtime, in one run.
 
 For each model of the zoo (``--models``; CIFAR and ImageNet ResNet-18 at
-0.56/32 and 0.56/1 by default), ``tvm_snn.tune`` runs ``--trials`` trials in
+0.56/32 and 0.56/1 by default), or with ``--layers`` for each of ResNet-18's
+3x3 layer shapes (``bench_layers``'s one-conv graphs, tau = 5, float and
+binary, batch 1; our BNN kernel joins the peers on binary layers),
+``tvm_snn.tune`` runs ``--trials`` trials in
 a fresh work dir (with its defaults: the local runner, 2 threads). The curve
 is the model's kernel time at the best plans so far (sum over kernels of
 calls x best time), with the sub-bit kernels and the dense convs apart.
@@ -22,8 +25,9 @@ import warnings
 
 import numpy as np
 import onnx
+from bench_layers import SHAPES, subbit_weight
 from bench_models import MODELS
-from peers import RESULTS_DIR, machine, ort_runner, write_results
+from peers import RESULTS_DIR, bnn_runner, conv_onnx, machine, ort_runner, write_results
 
 import tvm_snn
 from tvm_snn.benchmarking import time_peers
@@ -32,6 +36,41 @@ from tvm_snn.train.zoo import build_snn_resnet, input_shape
 DEFAULT_TRIALS = 200
 TUNING_ROUNDS = 5  # timing rounds of the three runners
 SNN_KINDS = ("pixel-lane", "lane")
+LAYER_TAU = 5
+LAYER_TRIALS = 48  # per layer: one task, so its hand plan and five rounds
+
+
+def run_layer(channels, size, activation, trials, folder):
+    """Tune one sub-bit conv layer; time hand, tuned, ONNX Runtime (and our BNN kernel on binary layers)."""
+    weight = subbit_weight(channels, LAYER_TAU, seed=channels + LAYER_TAU)
+    shape = (1, channels, size, size)
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    binary = activation == "binary"
+    model = conv_onnx(weight, shape, padding=1, binary=binary)
+    work_dir = os.path.join(folder, f"layer-{channels}-{size}-{activation}")
+    start = time.perf_counter()
+    result = tvm_snn.tune(model, work_dir=work_dir, trials=trials)
+    tune_s = time.perf_counter() - start
+    hand = tvm_snn.compile(model)
+    tuned = tvm_snn.compile(model, tuning_db=work_dir)
+    runners = {"hand": lambda: hand(x), "tuned": lambda: tuned(x), "onnxruntime": ort_runner(model, x)}
+    if binary:
+        runners["bnn"] = bnn_runner(weight, x, "x86")
+    stats = time_peers(runners, repeat=TUNING_ROUNDS)
+    ms = {peer: s["median_ms"] for peer, s in stats.items()}
+    return {
+        "layer": f"{channels}x{size}",
+        "activation": activation,
+        "trials": trials,
+        "tune_s": tune_s,
+        "trials_per_minute": result.trials_per_minute,
+        "curve": result.curve,
+        "median_ms": ms,
+        "tuned_over_hand": ms["hand"] / ms["tuned"],
+        "ratios_tuned": {peer: ms[peer] / ms["tuned"] for peer in ms if peer not in ("hand", "tuned")},
+        "ratios_hand": {peer: ms[peer] / ms["hand"] for peer in ms if peer not in ("hand", "tuned")},
+        "tasks": [task.__dict__ for task in result.tasks],
+    }
 
 
 def kind_curve(result, kinds):
@@ -87,7 +126,8 @@ def plot_curves(rows, name):
     for row in rows:
         trials = [point["trials"] for point in row["curve"]]
         model_ms = [point["model_ms"] for point in row["curve"]]
-        ax.plot(trials, model_ms, marker=".", label=f"{row['model']} {row['wa']}")
+        label = f"{row['model']} {row['wa']}" if "model" in row else f"{row['layer']} {row['activation']}"
+        ax.plot(trials, model_ms, marker=".", label=label)
     ax.set_xlabel("trials")
     ax.set_ylabel("kernel time at the best plans (ms)")
     ax.set_yscale("log")
@@ -104,8 +144,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=DEFAULT_TRIALS)
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=["cifar-resnet18", "imagenet-resnet18"])
-    parser.add_argument("--name", default="bench_tuning", help="results file name")
+    parser.add_argument("--name", default=None, help="results file name")
+    parser.add_argument("--layers", action="store_true", help="ResNet-18's 3x3 layer shapes instead of models")
     args = parser.parse_args(argv)
+    if args.layers:
+        return main_layers(args)
+    args.name = args.name or "bench_tuning"
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for key in args.models:
@@ -122,6 +166,27 @@ def main(argv=None):
                     flush=True,
                 )
     print("wrote", write_results(args.name, {"machine": machine(), "rows": rows}), plot_curves(rows, args.name))
+
+
+def main_layers(args):
+    trials = args.trials if args.trials != DEFAULT_TRIALS else LAYER_TRIALS
+    name = args.name or "bench_tuning_layers"
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for activation in ("float", "binary"):
+            for channels, size in SHAPES:
+                row = run_layer(channels, size, activation, trials, folder)
+                rows.append(row)
+                ratios = ", ".join(
+                    f"{peer} {row['ratios_tuned'][peer]:.2f}x (hand {row['ratios_hand'][peer]:.2f}x)"
+                    for peer in row["ratios_tuned"]
+                )
+                print(
+                    f"{row['layer']} {activation}: {trials} trials in {row['tune_s']:.0f} s; "
+                    f"tuned/hand {row['tuned_over_hand']:.2f}x; against {ratios}",
+                    flush=True,
+                )
+    print("wrote", write_results(name, {"machine": machine(), "rows": rows}), plot_curves(rows, name))
 
 
 if __name__ == "__main__":

@@ -109,7 +109,10 @@ class _Detector(relax.PyExprMutator):
         gv = self.builder_.add_func(_make_composite(call, analysis, order), COMPOSITE_FUNC_NAME)
         new_call = relax.Call(gv, [self.visit_expr(call.args[0])])
         # A non-dataflow var is a dataflow block's output; outside a dataflow block it is a plain binding.
-        is_output = not isinstance(binding.var, relax.DataflowVar) and self.builder_.current_block_is_dataflow()
+        is_output = (
+            not isinstance(binding.var, relax.DataflowVar)
+            and self.builder_.current_block_is_dataflow()
+        )
         emit = self.builder_.emit_output if is_output else self.builder_.emit
         self.set_var_remap(binding.var, emit(new_call, name_hint=str(binding.var.name)))
 
@@ -154,11 +157,19 @@ class DetectSubBitConv:
     def transform_module(self, mod, _ctx):
         first = 0
         for gv, func in list(mod.functions_items()):
-            if not isinstance(func, relax.Function) or is_subbit_composite(func) or is_offloaded(func):
+            if (
+                not isinstance(func, relax.Function)
+                or is_subbit_composite(func)
+                or is_offloaded(func)
+            ):
                 continue
             decisions = _analyze_function(func, self.policy, first)
             first += len(decisions)
-            dense = [report_record(order, a.report) for order, a in decisions.values() if not a.report.lowered]
+            dense = [
+                report_record(order, a.report)
+                for order, a in decisions.values()
+                if not a.report.lowered
+            ]
             if any(a.report.lowered for _, a in decisions.values()):
                 detector = _Detector(mod, decisions)
                 detector.builder_.update_func(gv, detector.visit_expr(func))
@@ -167,4 +178,3 @@ class DetectSubBitConv:
                 records = with_dense_reports(mod[gv.name_hint], dense)
                 mod = with_updates(mod, {mod.get_global_var(gv.name_hint): records})
         return mod
-

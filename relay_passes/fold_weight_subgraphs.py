@@ -68,7 +68,9 @@ class _Constness:
         if isinstance(expr, relax.TupleGetItem):
             return self.is_constant(expr.tuple_value)
         if isinstance(expr, relax.Call):
-            return _is_pure_op_call(expr, self.prim_funcs) and all(self.is_constant(arg) for arg in expr.args)
+            return _is_pure_op_call(expr, self.prim_funcs) and all(
+                self.is_constant(arg) for arg in expr.args
+            )
         if isinstance(expr, (relax.Function, relax.SeqExpr, relax.If)):
             return False
         # Constants, shapes, prim values, strings, dtypes: constant when nothing in them is free.
@@ -150,7 +152,11 @@ def _fold_pipeline(target):
     @tvm.transform.module_pass(opt_level=0, name="tvm_snn.FoldPipeline")
     def _pipeline(mod, _ctx):
         with target:
-            passes = [relax.transform.LegalizeOps()] + cpu.dataflow_lower_passes(target) + cpu.finalize_passes(target)
+            passes = (
+                [relax.transform.LegalizeOps()]
+                + cpu.dataflow_lower_passes(target)
+                + cpu.finalize_passes(target)
+            )
             return tvm.transform.Sequential(passes)(mod)
 
     return _pipeline
@@ -170,7 +176,9 @@ def evaluate(mod, bindings, roots):
     functions = {gv: f for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)}
     functions[relax.GlobalVar(FOLD_FUNC_NAME)] = fold.with_attr("global_symbol", FOLD_FUNC_NAME)
     target = tvm.target.Target(FOLD_TARGET)
-    executable = tvm.compile(tvm.IRModule(functions), target=target, relax_pipeline=_fold_pipeline(target))
+    executable = tvm.compile(
+        tvm.IRModule(functions), target=target, relax_pipeline=_fold_pipeline(target)
+    )
     values = relax.VirtualMachine(executable, tvm.cpu())[FOLD_FUNC_NAME]()
     return [value.numpy() for value in values]
 
@@ -205,7 +213,9 @@ def fold_function(mod, gv):
     constants = {var: relax.const(value) for var, value in zip(roots, values, strict=True)}
     substituter = _Substituter(mod, constants)
     new = substituter.visit_expr(func)
-    records = {fingerprint(value): ",".join(ops) for value, ops in zip(values, roots.values(), strict=True)}
+    records = {
+        fingerprint(value): ",".join(ops) for value, ops in zip(values, roots.values(), strict=True)
+    }
     substituter.builder_.update_func(gv, with_folded_records(new, records))
     return substituter.builder_.get()
 

@@ -43,7 +43,11 @@ def read_entries(metadata_props):
 
 
 def _weights(entry):
-    return int(entry["out_channels"]) * int(entry["in_channels"]) * UNIT_WEIGHTS.get(entry["kernel"], 0)
+    return (
+        int(entry["out_channels"])
+        * int(entry["in_channels"])
+        * UNIT_WEIGHTS.get(entry["kernel"], 0)
+    )
 
 
 def cross_check(layers, entries):
@@ -72,7 +76,9 @@ def cross_check(layers, entries):
             (
                 i
                 for i, layer in enumerate(layers)
-                if i not in taken and layer.kernel == entry.get("kernel") and layer.weights == _weights(entry)
+                if i not in taken
+                and layer.kernel == entry.get("kernel")
+                and layer.weights == _weights(entry)
             ),
             None,
         )
@@ -83,7 +89,9 @@ def cross_check(layers, entries):
         layer, tau = layers[match], int(entry["tau"])
         layer.frontend_tau = tau
         if layer.tau is None:
-            problems.append(f"{layer.name}: the frontend says tau={tau}, the detector found no sub-bit form")
+            problems.append(
+                f"{layer.name}: the frontend says tau={tau}, the detector found no sub-bit form"
+            )
             layer.reason = f"{layer.reason} (frontend metadata: tau={tau})"
         elif layer.tau > tau:
             problems.append(f"{layer.name}: detected tau={layer.tau} > frontend tau={tau}")

@@ -101,7 +101,6 @@ def with_dense_reports(func, records):
     return func.with_attr(ATTR_DENSE_CONVS, json.dumps(records)) if records else func
 
 
-
 def fingerprint(array):
     """A short digest of an array's dtype, shape and bytes: the key of a folded constant."""
     array = np.ascontiguousarray(array)

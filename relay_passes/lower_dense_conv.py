@@ -47,15 +47,26 @@ def dense_geometry(call):
         return None
     attrs = call.attrs
     data, weight = call.args
-    layouts = (str(attrs.data_layout), str(attrs.kernel_layout), str(attrs.out_layout or attrs.data_layout))
+    layouts = (
+        str(attrs.data_layout),
+        str(attrs.kernel_layout),
+        str(attrs.out_layout or attrs.data_layout),
+    )
     if layouts != (_DATA_LAYOUT, _KERNEL_LAYOUT, _DATA_LAYOUT) or int(attrs.groups) != 1:
         return None
     if int_tuple(attrs.dilation) != NO_DILATION or attrs.out_dtype not in (None, "", FLOAT_DTYPE):
         return None
     ty = data.ty
-    if not isinstance(ty, relax.TensorType) or ty.dtype != FLOAT_DTYPE or not isinstance(ty.shape, relax.ShapeExpr):
+    if (
+        not isinstance(ty, relax.TensorType)
+        or ty.dtype != FLOAT_DTYPE
+        or not isinstance(ty.shape, relax.ShapeExpr)
+    ):
         return None
-    if any(not isinstance(d, tvm.tirx.IntImm) for d in ty.shape.values) or str(weight.value.dtype) != FLOAT_DTYPE:
+    if (
+        any(not isinstance(d, tvm.tirx.IntImm) for d in ty.shape.values)
+        or str(weight.value.dtype) != FLOAT_DTYPE
+    ):
         return None
     top, left, bottom, right = int_tuple(attrs.padding)
     return DenseConvGeometry(
@@ -94,15 +105,21 @@ def _lower(cpu, plans):
         if geometry is None:
             return None
         weight = call.args[1].value.numpy()
-        kernel = build_dense_conv(geometry, DenseConvPlan.default(geometry, geometry.data_shape, cpu), weight)
+        kernel = build_dense_conv(
+            geometry, DenseConvPlan.default(geometry, geometry.data_shape, cpu), weight
+        )
         if plans is not HAND_PLANS:
             plan = plans.choose(dense_conv_task(geometry, weight, cpu, kernel))
             if plan != kernel.plan:
                 kernel = build_dense_conv(geometry, plan, weight)
-        func = kernel.func.without_attr("global_symbol").with_attr(ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE)
+        func = kernel.func.without_attr("global_symbol").with_attr(
+            ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE
+        )
         gv = builder.add_func(func, DENSE_KERNEL_NAME)
         consts = [relax.const(array) for array in kernel.constants]
-        return relax.call_tir(gv, [call.args[0], *consts], relax.TensorType(kernel.out_shape, FLOAT_DTYPE))
+        return relax.call_tir(
+            gv, [call.args[0], *consts], relax.TensorType(kernel.out_shape, FLOAT_DTYPE)
+        )
 
     return lower
 
@@ -143,6 +160,6 @@ def dense_conv_passes(target, plans=None):
         relax.transform.FoldBatchnormToConv2D(),
         relax.transform.FoldConstant(),
         LowerDenseConv(cpu, plans),
-        LowerDenseMatmul(cpu),
+        LowerDenseMatmul(cpu, plans),
         LowerMaxPool,
     ]

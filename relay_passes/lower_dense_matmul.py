@@ -22,8 +22,15 @@ from tvm.relax.dpl import is_const, is_op, wildcard
 
 from relay_passes.call_lowering import lower_calls
 from relay_passes.lower_subbit_conv import ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE
+from relay_passes.plan_choice import HAND_PLANS, KernelTask
 from schedules.cpu import CpuSpec
-from schedules.dense_matmul import DenseMatmulGeometry, DenseMatmulPlan, build_dense_matmul
+from schedules.dense_matmul import (
+    MATMUL_BLOCK_OUT,
+    DenseMatmulGeometry,
+    DenseMatmulPlan,
+    build_dense_matmul,
+)
+from schedules.dense_matmul_schedule import schedule_dense_matmul
 from schedules.tir_build import FLOAT_DTYPE
 
 MATMUL_KERNEL_NAME = "dense_matmul"
@@ -37,12 +44,19 @@ def matmul_geometry(call):
         return None
     data, weight = call.args
     ty = data.ty
-    if not isinstance(ty, relax.TensorType) or ty.dtype != FLOAT_DTYPE or not isinstance(ty.shape, relax.ShapeExpr):
+    if (
+        not isinstance(ty, relax.TensorType)
+        or ty.dtype != FLOAT_DTYPE
+        or not isinstance(ty.shape, relax.ShapeExpr)
+    ):
         return None
     shape = ty.shape.values
     if len(shape) != _MATRIX_RANK or any(not isinstance(d, tvm.tirx.IntImm) for d in shape):
         return None
-    if call.attrs.out_dtype not in (None, "", FLOAT_DTYPE) or str(weight.value.dtype) != FLOAT_DTYPE:
+    if (
+        call.attrs.out_dtype not in (None, "", FLOAT_DTYPE)
+        or str(weight.value.dtype) != FLOAT_DTYPE
+    ):
         return None
     weight_shape = tuple(int(d) for d in weight.value.shape)
     if len(weight_shape) != _MATRIX_RANK or weight_shape[0] != int(shape[1]):
@@ -50,14 +64,40 @@ def matmul_geometry(call):
     return DenseMatmulGeometry(rows=int(shape[0]), depth=weight_shape[0], columns=weight_shape[1])
 
 
-def _lower(cpu):
+def matmul_task(geometry, weight, cpu, default_kernel):
+    """The :class:`~relay_passes.plan_choice.KernelTask` of a dense matmul kernel built with its default plan."""
+
+    def build(plan):
+        plan.validate(geometry, None, cpu)
+        return schedule_dense_matmul(build_dense_matmul(geometry, plan, weight).func)
+
+    return KernelTask(
+        kind=default_kernel.plan.KIND,
+        label=f"matmul {geometry.rows}x{geometry.depth} -> {geometry.columns}",
+        workload=tvm.IRModule({"main": default_kernel.func}),
+        plan_block=MATMUL_BLOCK_OUT,
+        default_plan=default_kernel.plan,
+        space=DenseMatmulPlan.space(geometry, None, cpu),
+        plan_type=DenseMatmulPlan,
+        build=build,
+        validate=lambda plan: plan.validate(geometry, None, cpu),
+    )
+
+
+def _lower(cpu, plans):
     def lower(call, builder):
         geometry = matmul_geometry(call)
         if geometry is None:
             return None
-        plan = DenseMatmulPlan.default(geometry, None, cpu)
-        kernel = build_dense_matmul(geometry, plan, call.args[1].value.numpy())
-        func = kernel.func.without_attr("global_symbol").with_attr(ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE)
+        weight = call.args[1].value.numpy()
+        kernel = build_dense_matmul(geometry, DenseMatmulPlan.default(geometry, None, cpu), weight)
+        if plans is not HAND_PLANS:
+            plan = plans.choose(matmul_task(geometry, weight, cpu, kernel))
+            if plan != kernel.plan:
+                kernel = build_dense_matmul(geometry, plan, weight)
+        func = kernel.func.without_attr("global_symbol").with_attr(
+            ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE
+        )
         gv = builder.add_func(func, MATMUL_KERNEL_NAME)
         args = [call.args[0], relax.const(kernel.packed_weight)]
         return relax.call_tir(gv, args, relax.TensorType(kernel.out_shape, FLOAT_DTYPE))
@@ -73,10 +113,14 @@ class LowerDenseMatmul:
     ----------
     cpu : schedules.cpu.CpuSpec, optional
         The target CPU; ``CpuSpec()`` by default.
+    plans : object, optional
+        Chooses each kernel's plan (see :mod:`relay_passes.plan_choice`);
+        the hand plans by default.
     """
 
-    def __init__(self, cpu=None):
+    def __init__(self, cpu=None, plans=None):
         self.cpu = cpu or CpuSpec()
+        self.plans = plans or HAND_PLANS
 
     def transform_module(self, mod, _ctx):
-        return lower_calls(mod, _lower(self.cpu))
+        return lower_calls(mod, _lower(self.cpu, self.plans))

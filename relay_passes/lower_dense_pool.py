@@ -32,18 +32,31 @@ def pool_geometry(call):
     if not isinstance(call.op, tvm.ir.Op) or not call.op.same_as(MAX_POOL_OP):
         return None
     attrs = call.attrs
-    if str(attrs.layout) != _LAYOUT or str(attrs.out_layout or attrs.layout) != _LAYOUT or bool(attrs.ceil_mode):
+    if (
+        str(attrs.layout) != _LAYOUT
+        or str(attrs.out_layout or attrs.layout) != _LAYOUT
+        or bool(attrs.ceil_mode)
+    ):
         return None
     if int_tuple(attrs.dilation) != NO_DILATION:
         return None
     ty = call.args[0].ty
-    if not isinstance(ty, relax.TensorType) or ty.dtype != FLOAT_DTYPE or not isinstance(ty.shape, relax.ShapeExpr):
+    if (
+        not isinstance(ty, relax.TensorType)
+        or ty.dtype != FLOAT_DTYPE
+        or not isinstance(ty.shape, relax.ShapeExpr)
+    ):
         return None
     shape = ty.shape.values
     if len(shape) != NCHW_RANK or any(not isinstance(d, tvm.tirx.IntImm) for d in shape):
         return None
     try:  # the kernel's own checks: padding less than a window, a window inside the padded input
-        return PoolGeometry(int_tuple(shape), int_tuple(attrs.pool_size), int_tuple(attrs.strides), int_tuple(attrs.padding))
+        return PoolGeometry(
+            int_tuple(shape),
+            int_tuple(attrs.pool_size),
+            int_tuple(attrs.strides),
+            int_tuple(attrs.padding),
+        )
     except FormatError:
         return None
 

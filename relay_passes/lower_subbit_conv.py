@@ -66,7 +66,9 @@ def composite_conv(func):
     convs = []
     relax.analysis.post_order_visit(func.body, lambda e: convs.append(e) if is_conv(e) else None)
     (call,) = convs
-    return conv_from_attrs(func.attrs, call, int(func.attrs[ATTR_TAU]), str(func.attrs[ATTR_ACTIVATION]))
+    return conv_from_attrs(
+        func.attrs, call, int(func.attrs[ATTR_TAU]), str(func.attrs[ATTR_ACTIVATION])
+    )
 
 
 def _sign_input(data, lookup):
@@ -121,7 +123,10 @@ class _Lowerer(relax.PyExprMutator):
         func = (
             kernel.func.without_attr("global_symbol")
             .with_attr(ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE)
-            .with_attr(ATTR_REPORT, updated_record(record, snn_kernel=kernel.kind, stored_bytes=kernel.stored_bytes))
+            .with_attr(
+                ATTR_REPORT,
+                updated_record(record, snn_kernel=kernel.kind, stored_bytes=kernel.stored_bytes),
+            )
         )
         gv = self.builder_.add_func(func, KERNEL_FUNC_NAME)
         consts = [relax.const(array) for array in kernel.constants]
@@ -156,8 +161,15 @@ class LowerSubBitConv:
             return mod
         lowerer = _Lowerer(mod, composites, self.cpu, self.plans)
         for gv, func in list(mod.functions_items()):
-            if isinstance(func, relax.Function) and not is_subbit_composite(func) and not is_offloaded(func):
+            if (
+                isinstance(func, relax.Function)
+                and not is_subbit_composite(func)
+                and not is_offloaded(func)
+            ):
                 lowerer.builder_.update_func(gv, lowerer.visit_expr(func))
         # A sign op whose only reader was a binary SNN conv is now unused.
         lowered = relax.transform.DeadCodeElimination()(lowerer.builder_.get())
-        return rebuilt(lowered, {gv: f for gv, f in lowered.functions_items() if gv.name_hint not in composites})
+        return rebuilt(
+            lowered,
+            {gv: f for gv, f in lowered.functions_items() if gv.name_hint not in composites},
+        )

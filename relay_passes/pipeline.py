@@ -74,7 +74,7 @@ def schedule_passes(target, plans=None):
         dense_conv_passes(target, plans)
         + cpu.library_dispatch_passes(target)
         + cpu.legalize_passes(target)
-        + [ScheduleSubBitKernels(), ScheduleDenseFallback(), AcceptUnalignedInputs]
+        + [ScheduleSubBitKernels(), ScheduleDenseFallback(plans=plans), AcceptUnalignedInputs]
     )
 
 
@@ -99,7 +99,9 @@ def _in_target(passes, target, name):
 
 def run_graph_passes(mod, target, policy=None, offload=(), plans=None):
     """Run :func:`graph_passes` on ``mod`` under ``target``; return the lowered module."""
-    return _in_target(graph_passes(target, policy, offload, plans), target, "tvm_snn.GraphPasses")(mod)
+    return _in_target(graph_passes(target, policy, offload, plans), target, "tvm_snn.GraphPasses")(
+        mod
+    )
 
 
 def run_schedule_passes(mod, target, plans=None):
@@ -119,4 +121,6 @@ def lowering_pipeline(target):
 
 def build_pipeline(target, policy=None, offload=()):
     """The full Relax pipeline for ``target`` as one module pass."""
-    return _in_target(graph_passes(target, policy, offload) + kernel_passes(target), target, "tvm_snn.Pipeline")
+    return _in_target(
+        graph_passes(target, policy, offload) + kernel_passes(target), target, "tvm_snn.Pipeline"
+    )

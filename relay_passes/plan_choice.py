@@ -56,12 +56,35 @@ class KernelTask:
     validate: object
 
 
+@dataclass(frozen=True)
+class FallbackTask:
+    """A kernel the generic CPU schedule covers (``schedules.dense_cpu``), which a tuner may schedule otherwise.
+
+    Attributes
+    ----------
+    label : str
+        The kernel's name in the module.
+    workload : tvm.IRModule
+        ``{"main": the unscheduled kernel}``.
+    hand : tvm.s_tir.Schedule
+        The hand schedule on ``workload`` (its trace seeds a search).
+    """
+
+    label: str
+    workload: tvm.IRModule
+    hand: object
+
+
 class HandPlans:
-    """The default ``plans`` object: every kernel takes its hand-chosen plan."""
+    """The default ``plans`` object: every kernel takes its hand-chosen plan and schedule."""
 
     def choose(self, task):
-        """The plan to build ``task`` with: its default."""
+        """The plan to build a :class:`KernelTask` with: its default."""
         return task.default_plan
+
+    def choose_schedule(self, task):
+        """The schedule of a :class:`FallbackTask`: its hand schedule."""
+        return task.hand
 
 
 HAND_PLANS = HandPlans()

@@ -52,14 +52,20 @@ class LoweringPolicy:
 
     def __post_init__(self):
         if self.version != POLICY_VERSION:
-            raise ConfigError(f"LoweringPolicy: version={self.version!r} is not supported (expected {POLICY_VERSION})")
+            raise ConfigError(
+                f"LoweringPolicy: version={self.version!r} is not supported (expected {POLICY_VERSION})"
+            )
         for name, top in (("max_tau_3x3", MAX_TAU_3X3), ("max_tau_1x1", MAX_TAU_1X1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not MIN_TAU <= value <= top:
-                raise ConfigError(f"LoweringPolicy.{name} must be an integer in [{MIN_TAU}, {top}], got {value!r}")
+                raise ConfigError(
+                    f"LoweringPolicy.{name} must be an integer in [{MIN_TAU}, {top}], got {value!r}"
+                )
         ratio = self.profit_ratio
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 0:
-            raise ConfigError(f"LoweringPolicy.profit_ratio must be a positive number, got {ratio!r}")
+            raise ConfigError(
+                f"LoweringPolicy.profit_ratio must be a positive number, got {ratio!r}"
+            )
         if not isinstance(self.enabled, bool):
             raise ConfigError(f"LoweringPolicy.enabled must be a bool, got {self.enabled!r}")
 

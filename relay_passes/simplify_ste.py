@@ -40,7 +40,9 @@ def _same(first, second, var2val):
     """Whether two matched expressions compute the same value (the same var, or equal bindings)."""
     if first.same_as(second):
         return True
-    bound = [var2val.get(expr, expr) if isinstance(expr, relax.Var) else expr for expr in (first, second)]
+    bound = [
+        var2val.get(expr, expr) if isinstance(expr, relax.Var) else expr for expr in (first, second)
+    ]
     return isinstance(bound[0], relax.Call) and tvm_ffi.structural_equal(bound[0], bound[1])
 
 

@@ -51,7 +51,9 @@ WHERE_SIGN_PATTERN = is_op(WHERE_OP)(wildcard(), _PLUS, _MINUS)
 _BOOL_CAST = is_op(ASTYPE_OP)(wildcard().has_dtype(BOOL_DTYPE))
 _TWO = is_const()
 _ONE = is_const()
-COMPARE_SIGN_PATTERN = is_op(SUBTRACT_OP)(is_op(MULTIPLY_OP)(_BOOL_CAST, _TWO) | is_op(MULTIPLY_OP)(_TWO, _BOOL_CAST), _ONE)
+COMPARE_SIGN_PATTERN = is_op(SUBTRACT_OP)(
+    is_op(MULTIPLY_OP)(_BOOL_CAST, _TWO) | is_op(MULTIPLY_OP)(_TWO, _BOOL_CAST), _ONE
+)
 # The constants of each +-1 spelling: pattern -> value its elements must all have.
 _WHERE_VALUES = {_PLUS: 1.0, _MINUS: -1.0}
 _COMPARE_VALUES = {_TWO: 2.0, _ONE: 1.0}
@@ -91,7 +93,9 @@ def op_ops(conv, out_hw):
     unit`` adds for the responses plus ``out * units`` gather-adds.
     """
     pixels = out_hw[0] * out_hw[1]
-    dense = conv.out_channels * conv.in_channels * (UNIT_3X3 if conv.kernel_size == KERNEL_3X3 else 1)
+    dense = (
+        conv.out_channels * conv.in_channels * (UNIT_3X3 if conv.kernel_size == KERNEL_3X3 else 1)
+    )
     snn = conv.num_units * conv.num_codewords * conv.unit_size + conv.out_channels * conv.num_units
     return dense * pixels, snn * pixels
 
@@ -109,7 +113,10 @@ def _constants_are(matched, values):
 def is_plus_minus_one(expr, var2val):
     """Whether ``expr`` is (bound to) ``where(c, 1, -1)`` or ``2 * astype(c) - 1``, c boolean."""
     value = var2val.get(expr, expr) if isinstance(expr, relax.Var) else expr
-    for pattern, values in ((WHERE_SIGN_PATTERN, _WHERE_VALUES), (COMPARE_SIGN_PATTERN, _COMPARE_VALUES)):
+    for pattern, values in (
+        (WHERE_SIGN_PATTERN, _WHERE_VALUES),
+        (COMPARE_SIGN_PATTERN, _COMPARE_VALUES),
+    ):
         matched = pattern.extract_matched_expr(value, var2val)
         if matched is not None and _constants_are(matched, values):
             return True
@@ -226,14 +233,27 @@ def analyze_conv(name, call, var2val, policy, params=(), folded=None):
 
     if not isinstance(weight_expr, tvm.ir.GenericConst):
         reason = not_constant_reason(weight_expr, var2val, set(params))
-        return ConvAnalysis(LayerReport(name, label, None, FLOAT_BITS, activation, False, reason, count, count * FLOAT_BYTES))
+        return ConvAnalysis(
+            LayerReport(
+                name, label, None, FLOAT_BITS, activation, False, reason, count, count * FLOAT_BYTES
+            )
+        )
     weight = weight_expr.value.numpy()
     source = folded_ops(folded, weight)
 
     def dense(reason, tau=None):
         return ConvAnalysis(
             LayerReport(
-                name, label, tau, FLOAT_BITS, activation, False, reason, count, count * FLOAT_BYTES, folded=source
+                name,
+                label,
+                tau,
+                FLOAT_BITS,
+                activation,
+                False,
+                reason,
+                count,
+                count * FLOAT_BYTES,
+                folded=source,
             )
         )
 
@@ -253,13 +273,27 @@ def analyze_conv(name, call, var2val, policy, params=(), folded=None):
         return dense(_not_binary_reason(weight))
     cap = policy.max_tau_3x3 if kernel == KERNEL_3X3 else policy.max_tau_1x1
     if conv.tau > cap:
-        return dense(f"{REASON_PATTERNS}: {conv.num_codewords} patterns need tau={conv.tau} > {cap}", conv.tau)
+        return dense(
+            f"{REASON_PATTERNS}: {conv.num_codewords} patterns need tau={conv.tau} > {cap}",
+            conv.tau,
+        )
     if not policy.enabled:
         return dense(REASON_DISABLED, conv.tau)
     out_hw = _shape(call)[2:]
     dense_ops, snn_ops = op_ops(conv, out_hw)
     stored = sum(array.nbytes for array in kernel_constants(conv))
-    report = LayerReport(name, label, conv.tau, conv.bits_per_weight, activation, True, "", count, stored, folded=source)
+    report = LayerReport(
+        name,
+        label,
+        conv.tau,
+        conv.bits_per_weight,
+        activation,
+        True,
+        "",
+        count,
+        stored,
+        folded=source,
+    )
     if snn_ops > policy.profit_ratio * dense_ops:
         report.lowered = False
         report.reason = f"{REASON_UNPROFITABLE}: {snn_ops / dense_ops:.2f}x the dense op count"

@@ -42,7 +42,9 @@ def unaligned_inputs(mod):
 def _element_aligned(func, positions):
     """``func`` with the buffer parameters at ``positions`` aligned only to their element size."""
     params = list(func.params)
-    replace = {param: param for param in params if is_buffer_var(param)}  # keep the others as they are
+    replace = {
+        param: param for param in params if is_buffer_var(param)
+    }  # keep the others as they are
     for position in positions:
         old = params[position]
         ty = old.ty
@@ -86,7 +88,9 @@ def _trace_inputs(mod, main):
                     if isinstance(arg, relax.Var) and arg in roots:
                         direct.add(position)
                     else:  # an input inside a nested argument: not followed
-                        aligned.update(*(roots[var] for var in relax.analysis.free_vars(arg) if var in roots))
+                        aligned.update(
+                            *(roots[var] for var in relax.analysis.free_vars(arg) if var in roots)
+                        )
                 sites.setdefault(callee, set()).update(direct)
                 if relax.analysis.has_reshape_pattern(mod[callee]):
                     roots[binding.var] = reached
@@ -100,7 +104,11 @@ def AcceptUnalignedInputs(mod, _ctx):  # noqa: N802 (a pass, named as TVM names 
     """Mark the kernel parameters that receive a model input as element-aligned; record which inputs may be unaligned."""
     main = mod["main"]
     sites, aligned = _trace_inputs(mod, main)
-    updates = {gv: _element_aligned(mod[gv], sorted(positions)) for gv, positions in sites.items() if positions}
+    updates = {
+        gv: _element_aligned(mod[gv], sorted(positions))
+        for gv, positions in sites.items()
+        if positions
+    }
     names = [param.name for param in main.params if param.name not in aligned]
     updates[mod.get_global_var("main")] = main.with_attr(UNALIGNED_INPUTS_ATTR, names)
     return with_updates(mod, updates)

@@ -158,7 +158,10 @@ def _schedule_block(sch, block, plan):
     fused = None
     if outer:
         fused = sch.fuse(*outer)
-        if int(sch.get(fused).extent) >= plan.min_parallel_extent and size >= plan.min_parallel_work:
+        if (
+            int(sch.get(fused).extent) >= plan.min_parallel_extent
+            and size >= plan.min_parallel_work
+        ):
             sch.parallel(fused)
     if int(sch.get(inner).extent) <= plan.max_vector_extent:
         sch.vectorize(inner)
@@ -186,6 +189,11 @@ def schedule_dense(func, plan=None):
     -------
     tvm.tirx.PrimFunc
     """
+    return dense_schedule(func, plan).mod["main"]
+
+
+def dense_schedule(func, plan=None):
+    """:func:`schedule_dense` as a ``tvm.s_tir.Schedule`` (its trace is the hand schedule, for a tuner to seed with)."""
     plan = plan or DensePlan()
     sch = tvm.s_tir.Schedule(func)
     root = sch.get_sblock("root") if has_block(sch, "root") else None
@@ -208,4 +216,4 @@ def schedule_dense(func, plan=None):
                 done.add(sch.get(epilogue).name_hint)
             except tvm.s_tir.schedule.ScheduleError:
                 pass  # scheduled on its own
-    return sch.mod["main"]
+    return sch

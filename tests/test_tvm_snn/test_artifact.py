@@ -112,12 +112,16 @@ def test_cross_artifacts_are_elf_for_the_right_machine(model, tmp_path, preset, 
         cm(np.zeros((1, 4, 12, 12), np.float32))
     path = tmp_path / f"model_{arch}.so"
     cm.export_library(path)
-    header = subprocess.run(["readelf", "-h", str(path)], capture_output=True, text=True, check=True).stdout
+    header = subprocess.run(
+        ["readelf", "-h", str(path)], capture_output=True, text=True, check=True
+    ).stdout
     machine = next(line for line in header.splitlines() if "Machine:" in line)
     assert ELF_MACHINE[arch] in machine and ELF_CLASS[arch] in header
     assert "DYN" in header
     if arch == "armv7":
-        attrs = subprocess.run(["readelf", "-A", str(path)], capture_output=True, text=True, check=True).stdout
+        attrs = subprocess.run(
+            ["readelf", "-A", str(path)], capture_output=True, text=True, check=True
+        ).stdout
         assert "Tag_ABI_VFP_args: VFP registers" in attrs  # hard float, as on the Pynq
     manifest = json.loads(open(manifest_path(path)).read())
     assert manifest["arch"] == arch

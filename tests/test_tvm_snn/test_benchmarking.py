@@ -34,7 +34,9 @@ def test_the_call_after_a_switch_is_not_timed():
 
         return run
 
-    stats = time_interleaved({"a": make("a", True), "b": make("b", False)}, repeat=5, warmup=0, block=2)
+    stats = time_interleaved(
+        {"a": make("a", True), "b": make("b", False)}, repeat=5, warmup=0, block=2
+    )
     assert stats["a"]["mean_ms"] < 5  # a timed switch call would add 20 ms to one call in 2
     assert stats["a"]["repeat"] == 10
 

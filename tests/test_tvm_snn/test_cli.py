@@ -22,7 +22,19 @@ def onnx_path(tmp_path_factory):
 
 def test_compile_run_bench(onnx_path, tmp_path, capsys):
     artifact = tmp_path / "model.so"
-    assert cli.main(["compile", str(onnx_path), "--target", "llvm -mcpu=skylake-avx512", "-o", str(artifact)]) == 0
+    assert (
+        cli.main(
+            [
+                "compile",
+                str(onnx_path),
+                "--target",
+                "llvm -mcpu=skylake-avx512",
+                "-o",
+                str(artifact),
+            ]
+        )
+        == 0
+    )
     assert "wrote" in capsys.readouterr().out
     x = np.random.default_rng(0).standard_normal((1, 4, 12, 12)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
@@ -38,7 +50,9 @@ def test_compile_run_bench(onnx_path, tmp_path, capsys):
 
 
 def test_user_errors_exit_2_with_the_error_name(onnx_path, tmp_path, capsys):
-    code = cli.main(["compile", str(onnx_path), "--target", "llvm -nope=1", "-o", str(tmp_path / "m.so")])
+    code = cli.main(
+        ["compile", str(onnx_path), "--target", "llvm -nope=1", "-o", str(tmp_path / "m.so")]
+    )
     assert code == cli.EXIT_USER_ERROR
     assert "TargetError" in capsys.readouterr().err
     assert cli.main(["run", str(tmp_path / "absent.so")]) == cli.EXIT_USER_ERROR
@@ -51,16 +65,27 @@ def test_tune_then_compile_with_the_database(onnx_path, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "trials/min" in captured.out and "tune [" in captured.err  # the progress bar
     artifact = tmp_path / "tuned.so"
-    assert cli.main(["compile", str(onnx_path), "--tuning-db", str(work_dir), "-o", str(artifact)]) == 0
+    assert (
+        cli.main(["compile", str(onnx_path), "--tuning-db", str(work_dir), "-o", str(artifact)])
+        == 0
+    )
     assert "kernel (tuning)" in capsys.readouterr().out
-    assert cli.main(["tune", str(onnx_path), "--tracker", "127.0.0.1:9190", "--work-dir", str(work_dir)]) == 2
+    assert (
+        cli.main(
+            ["tune", str(onnx_path), "--tracker", "127.0.0.1:9190", "--work-dir", str(work_dir)]
+        )
+        == 2
+    )
     assert "InputError" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", [[], ["compile"], ["tune"], ["run"], ["bench"]])
 def test_help(command):
     result = subprocess.run(
-        [sys.executable, "-m", "tvm_snn.cli", *command, "--help"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "tvm_snn.cli", *command, "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0
     assert "usage: tvm-snn" in result.stdout

@@ -39,7 +39,10 @@ def test_setup_cfg_declares_every_source():
     shipped = {
         path.relative_to(PACKAGE_DIR).as_posix()
         for path in (PACKAGE_DIR / SOURCE_FOLDER).iterdir()
-        if any(fnmatch.fnmatch(path.relative_to(PACKAGE_DIR).as_posix(), pattern) for pattern in patterns)
+        if any(
+            fnmatch.fnmatch(path.relative_to(PACKAGE_DIR).as_posix(), pattern)
+            for pattern in patterns
+        )
     }
     assert shipped == {f"{SOURCE_FOLDER}/{name}" for name in SOURCES}
 
@@ -61,8 +64,19 @@ def _build_wheel(tmp_path):
     for name in BUILD_PACKAGES:
         shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     wheels = tmp_path / "wheels"
-    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index"]
-    subprocess.run([*command, "--wheel-dir", str(wheels), str(source)], check=True, timeout=BUILD_TIMEOUT_S)
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--quiet",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+    ]
+    subprocess.run(
+        [*command, "--wheel-dir", str(wheels), str(source)], check=True, timeout=BUILD_TIMEOUT_S
+    )
     (wheel,) = wheels.glob("tvm_snn-*.whl")
     return wheel
 
@@ -76,7 +90,14 @@ def test_a_wheel_install_builds_from_its_own_sources(tmp_path):
     zipfile.ZipFile(wheel).extractall(site)  # a pure-Python wheel installs by unpacking
     probe = "from tvm_snn.deploy.harness import source_files\nfor s in source_files().values(): print(s)"
     env = {**os.environ, "PYTHONPATH": str(site)}
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=tmp_path, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=True,
+    )
     paths = [Path(line) for line in done.stdout.split()]
     assert [path.name for path in paths] == list(SOURCES)
     for path in paths:

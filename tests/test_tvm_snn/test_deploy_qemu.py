@@ -44,7 +44,9 @@ GEOMETRIES = {
 
 
 def make_conv(kernel, seed, activation="float", bias=True, **geometry):
-    return subbit_strategies.make_conv(kernel, TAU, IN_CHANNELS, OUT_CHANNELS, seed, activation, bias, **geometry)
+    return subbit_strategies.make_conv(
+        kernel, TAU, IN_CHANNELS, OUT_CHANNELS, seed, activation, bias, **geometry
+    )
 
 
 def make_input(seed, activation):
@@ -57,7 +59,9 @@ NEON = CpuSpec(num_cores=2, vector_bytes=16)
 
 def run_kernel(conv, x, arch, **options):
     kernel = build_scheduled(conv, x.shape, NEON)
-    (out,) = run_under_qemu(kernel.func, arch, [x, *kernel.constants], [(kernel.out_shape, "float32")], **options)
+    (out,) = run_under_qemu(
+        kernel.func, arch, [x, *kernel.constants], [(kernel.out_shape, "float32")], **options
+    )
     return out
 
 
@@ -69,7 +73,9 @@ def test_kernel_matches_reference(arch, geometry, activation):
     kernel, options = GEOMETRIES[geometry]
     conv = make_conv(kernel, seed=len(geometry), activation=activation, **options)
     x = make_input(seed=TAU, activation=activation)
-    np.testing.assert_allclose(run_kernel(conv, x, arch), conv2d_reference(x, conv), rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
+    np.testing.assert_allclose(
+        run_kernel(conv, x, arch), conv2d_reference(x, conv), rtol=KERNEL_RTOL, atol=KERNEL_ATOL
+    )
 
 
 @pytest.mark.qemu
@@ -109,7 +115,9 @@ def mixed_dtype_func():
     b = te.placeholder(DTYPES_SHAPE, "uint8", "b")
     c = te.placeholder(DTYPES_SHAPE, "int32", "c")
     d = te.placeholder(DTYPES_SHAPE, "float32", "d")
-    total = te.compute(DTYPES_SHAPE, lambda i, j: a[i, j].astype("int32") + b[i, j].astype("int32") + c[i, j])
+    total = te.compute(
+        DTYPES_SHAPE, lambda i, j: a[i, j].astype("int32") + b[i, j].astype("int32") + c[i, j]
+    )
     scaled = te.compute(DTYPES_SHAPE, lambda i, j: d[i, j] * a[i, j].astype("float32"))
     return te.create_prim_func([a, b, c, d, total, scaled])
 
@@ -136,7 +144,9 @@ def test_kernel_error_is_typed_and_carries_the_message(arch):
     kernel = build_scheduled(conv, x.shape)
     wrong = x[..., 1:]
     with pytest.raises(QemuRunError, match=r"Invalid data\.shape\[3\] on argument #0"):
-        run_under_qemu(kernel.func, arch, [wrong, *kernel.constants], [(kernel.out_shape, "float32")])
+        run_under_qemu(
+            kernel.func, arch, [wrong, *kernel.constants], [(kernel.out_shape, "float32")]
+        )
 
 
 @pytest.mark.qemu
@@ -177,7 +187,9 @@ def test_bad_arguments_are_typed():
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize(("kernel", "geometry"), [(3, {"padding": 1}), (3, {"padding": 1, "stride": 2}), (1, {})])
+@pytest.mark.parametrize(
+    ("kernel", "geometry"), [(3, {"padding": 1}), (3, {"padding": 1, "stride": 2}), (1, {})]
+)
 @pytest.mark.parametrize("arch", list(ARCHS))
 def test_bnn_kernel_is_bit_exact(arch, kernel, geometry):
     """The BNN XOR/popcount baseline on ARM (NEON ``cnt``), against the NumPy reference."""

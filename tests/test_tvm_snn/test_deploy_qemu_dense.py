@@ -27,12 +27,20 @@ CASES = {
 @pytest.mark.parametrize("arch", list(ARCHS))
 def test_dense_conv_matches_numpy(arch, case):
     data_shape, out_channels, kernel, stride, padding = CASES[case]
-    geometry = DenseConvGeometry(data_shape, (out_channels, data_shape[1], kernel, kernel), (stride, stride), (padding,) * 4)
+    geometry = DenseConvGeometry(
+        data_shape, (out_channels, data_shape[1], kernel, kernel), (stride, stride), (padding,) * 4
+    )
     rng = np.random.default_rng(out_channels)
-    weight = (rng.standard_normal(geometry.weight_shape) / np.sqrt(data_shape[1] * kernel * kernel)).astype(np.float32)
+    weight = (
+        rng.standard_normal(geometry.weight_shape) / np.sqrt(data_shape[1] * kernel * kernel)
+    ).astype(np.float32)
     bias = rng.standard_normal(out_channels).astype(np.float32)
     x = rng.standard_normal(data_shape).astype(np.float32)
-    built = build_dense_conv(geometry, DenseConvPlan.default(geometry, data_shape, NEON), weight, bias)
-    (out,) = run_under_qemu(schedule_dense_conv(built.func), arch, [x, *built.constants], [(built.out_shape, "float32")])
+    built = build_dense_conv(
+        geometry, DenseConvPlan.default(geometry, data_shape, NEON), weight, bias
+    )
+    (out,) = run_under_qemu(
+        schedule_dense_conv(built.func), arch, [x, *built.constants], [(built.out_shape, "float32")]
+    )
     expected = conv2d_dense_reference(x, weight, bias, stride=stride, padding=padding)
     np.testing.assert_allclose(out, expected, rtol=DENSE_CONV_RTOL, atol=DENSE_CONV_ATOL)

@@ -33,7 +33,9 @@ MODELS = {
     "dense-conv stem": lambda: resnet_cnn(batch=2),
     "conv with bias, pool, gemm": lambda: plain_cnn(),
     "sub-bit conv first": lambda: conv_module(subbit_weight(64, 64, tau=5), (1, 64, 8, 8)),
-    "binary sub-bit conv first": lambda: conv_module(subbit_weight(64, 64, tau=5), (1, 64, 8, 8), binary=True),
+    "binary sub-bit conv first": lambda: conv_module(
+        subbit_weight(64, 64, tau=5), (1, 64, 8, 8), binary=True
+    ),
 }
 
 

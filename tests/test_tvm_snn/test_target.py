@@ -18,7 +18,12 @@ from tvm_snn.target import host_cpu, parse_target, runs_on_host, target_arch, ta
         ),
         (
             "llvm -mcpu=skylake-avx512 -num-cores=4 -mattr=+avx512f,+avx512bw",
-            {"kind": "llvm", "mcpu": "skylake-avx512", "num-cores": 4, "mattr": ["+avx512f", "+avx512bw"]},
+            {
+                "kind": "llvm",
+                "mcpu": "skylake-avx512",
+                "num-cores": 4,
+                "mattr": ["+avx512f", "+avx512bw"],
+            },
         ),
         ("llvm -fast-math", {"kind": "llvm", "fast-math": True}),
         ("llvm -fast-math=0 -opt-level=2", {"kind": "llvm", "fast-math": False, "opt-level": 2}),

@@ -18,7 +18,9 @@ from tvm_snn.threads import available_cores, current_threads, num_threads
 cores = len(available_cores())
 """
 
-DEFAULTS = PRELUDE + """
+DEFAULTS = (
+    PRELUDE
+    + """
 cm = tvm_snn.compile(plain_cnn())
 assert cm.num_threads == cores, (cm.num_threads, cores)
 # TVM reads the variable at every parallel launch (unset: serial on 2 cores), so it is
@@ -42,29 +44,41 @@ with num_threads(1):
     assert current_threads() == 1
 print("ok")
 """
+)
 
-TARGET_CORES = PRELUDE + """
+TARGET_CORES = (
+    PRELUDE
+    + """
 cm = tvm_snn.compile(plain_cnn(), target="llvm -num-cores=1")
 assert cm.num_threads == 1
 cm(*cm.random_inputs())
 assert current_threads() == 1
 print("ok")
 """
+)
 
-AFFINITY = PRELUDE + """
+AFFINITY = (
+    PRELUDE
+    + """
 os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 cm = tvm_snn.compile(plain_cnn())
 assert cm.num_threads == 1 and cm.target["num-cores"] == 1, (cm.num_threads, cm.target)
 print("ok")
 """
+)
 
-USER_ENV = PRELUDE.replace('os.environ.pop("TVM_NUM_THREADS", None)', 'os.environ["TVM_NUM_THREADS"] = "1"') + """
+USER_ENV = (
+    PRELUDE.replace(
+        'os.environ.pop("TVM_NUM_THREADS", None)', 'os.environ["TVM_NUM_THREADS"] = "1"'
+    )
+    + """
 cm = tvm_snn.compile(plain_cnn())
 assert cm.num_threads == 1
 cm(*cm.random_inputs())
 assert current_threads() == 1
 print("ok")
 """
+)
 
 
 def run_fresh(script, tests_dir):
@@ -80,12 +94,16 @@ def tests_dir(request):
     return str(request.config.rootpath / "tests")
 
 
-@pytest.mark.skipif(len(available_cores()) < 2, reason="needs 2 cores to tell all cores from TVM's default of half")
+@pytest.mark.skipif(
+    len(available_cores()) < 2, reason="needs 2 cores to tell all cores from TVM's default of half"
+)
 def test_a_model_runs_on_all_cores_by_default(tests_dir):
     run_fresh(DEFAULTS, tests_dir)
 
 
-@pytest.mark.parametrize("script", [TARGET_CORES, AFFINITY, USER_ENV], ids=["target-num-cores", "affinity", "user-env"])
+@pytest.mark.parametrize(
+    "script", [TARGET_CORES, AFFINITY, USER_ENV], ids=["target-num-cores", "affinity", "user-env"]
+)
 def test_other_counts(script, tests_dir):
     run_fresh(script, tests_dir)
 

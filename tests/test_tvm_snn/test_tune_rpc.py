@@ -43,7 +43,9 @@ def test_tune_times_candidates_on_the_rpc_servers(tracker, tmp_path):
     assert all(
         min(record[1][1]) < FAILED_SECS for record in records
     )  # every candidate ran remotely
-    assert result.tasks[0].hand_ms is not None
+    assert (
+        sum(task.hand_ms is not None for task in result.tasks) == RPC_TRIALS
+    )  # the first hand plans
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10"])

@@ -43,6 +43,10 @@ class TrialAllocator:
             ),
         )
 
+    def hands_left(self):
+        """Whether some task's hand plan is still to be measured."""
+        return any(search_needs_hand(search) for search in self.searches.values())
+
     def next_round(self, count, model, contexts):
         """Up to ``count`` ``(task key, candidate)`` pairs to measure, or None when every space is exhausted.
 
@@ -55,7 +59,10 @@ class TrialAllocator:
         key = self.pick()
         if key is None:
             return None
-        return [(key, candidate) for candidate in self.searches[key].propose(count, model, contexts[key])]
+        return [
+            (key, candidate)
+            for candidate in self.searches[key].propose(count, model, contexts[key])
+        ]
 
     def update(self, key, before, after):
         """Record a round of ``key`` that took its best time from ``before`` to ``after`` seconds."""

@@ -9,22 +9,31 @@
 
 from dataclasses import dataclass
 
+import tvm
+
 from tvm_snn.errors import TuningError
+from tvm_snn.tuning.fallback import hand_secs, records_of
 from tvm_snn.tuning.records import (
     FAILED_SECS,
     check_manifest,
     measured,
     open_database,
     read_manifest,
+    run_time,
     workload_hash,
 )
 
 
 class RecordingPlans:
-    """Hand plans, keeping each distinct task and its call count (``tasks``, ``calls``, by workload hash)."""
+    """Hand plans and schedules, keeping each distinct task and its call count, by workload hash.
+
+    ``tasks`` holds the plan tasks (``KernelTask``), ``fallback_tasks`` the
+    kernels of the generic schedule (``FallbackTask``); ``calls`` counts both.
+    """
 
     def __init__(self):
         self.tasks = {}
+        self.fallback_tasks = {}
         self.calls = {}
 
     def choose(self, task):
@@ -32,6 +41,12 @@ class RecordingPlans:
         self.tasks.setdefault(key, task)
         self.calls[key] = self.calls.get(key, 0) + 1
         return task.default_plan
+
+    def choose_schedule(self, task):
+        key = workload_hash(task.workload)
+        self.fallback_tasks.setdefault(key, task)
+        self.calls[key] = self.calls.get(key, 0) + 1
+        return task.hand
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,30 @@ class DatabasePlans:
 
         self.choices[key] = KernelChoice(task.label, best != hand, ms(hand), ms(best), best)
         return plan
+
+    def choose_schedule(self, task):
+        """The best MetaSchedule record's schedule of a fallback kernel; the hand one without records."""
+        key = workload_hash(task.workload)
+        self.seen.append(key)
+        records = records_of(self.database, task, 1)
+        if not records:
+            self.choices[key] = KernelChoice(task.label, False, None, None, "hand schedule")
+            return task.hand
+        best = records[0]
+        sch = tvm.s_tir.Schedule(task.workload)
+        best.trace.apply_to_schedule(sch, remove_postproc=False)
+        secs, hand = run_time(best.run_secs), hand_secs(self.database, task)
+        tuned = hand is None or secs < hand  # the hand schedule's record is among them
+        self.choices[key] = KernelChoice(
+            task.label,
+            tuned,
+            hand * 1e3 if hand else None,
+            secs * 1e3,
+            "metaschedule" if tuned else "hand schedule",
+        )
+        if not tuned:
+            return task.hand
+        return sch
 
 
 def database_plans(work_dir):

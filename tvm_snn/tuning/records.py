@@ -36,6 +36,16 @@ TUNING_VERSION = 1
 FAILED_SECS = 1e10  # MetaSchedule's cost of a candidate with no times
 
 
+def run_time(run_secs):
+    """A candidate's time from its repeated timings: their median (``FAILED_SECS`` when it has none).
+
+    The median, not the minimum: among many candidates of equal speed, the
+    minimum would crown the luckiest timing.
+    """
+    secs = sorted(float(s) for s in run_secs)
+    return secs[len(secs) // 2] if secs else FAILED_SECS
+
+
 def workload_hash(workload):
     """The structural hash of a task's workload, as hex (stable across processes)."""
     return shash2hex(workload)
@@ -212,5 +222,5 @@ def measured(database, task):
     for record in database.get_all_tuning_records():
         if structural_equal(record.workload.mod, workload.mod):
             secs = [float(s) for s in record.run_secs]
-            found[record_plan(record, task).to_json()] = min(secs) if secs else FAILED_SECS
+            found[record_plan(record, task).to_json()] = run_time(secs)
     return found

@@ -39,7 +39,7 @@ def cost_model(seed):
 
 
 @contextlib.contextmanager
-def _no_tensor_intrin():
+def no_tensor_intrin():
     """Let ``TuneContext`` skip its tensor-intrinsic import (none of our spaces tensorizes)."""
     if TENSOR_INTRIN_MODULE in sys.modules:
         yield
@@ -53,7 +53,7 @@ def _no_tensor_intrin():
 
 def tune_context(task, target):
     """The ``TuneContext`` the cost model groups a task's samples by."""
-    with _no_tensor_intrin():
+    with no_tensor_intrin():
         return ms.TuneContext(mod=task.workload, target=target, task_name=task.label, num_threads=1)
 
 

@@ -98,26 +98,30 @@ class KeptBuilder(PyBuilder):
         self.pool.shutdown()
 
 
-def local_runner(timeout_sec, number, repeat):
-    """MetaSchedule's ``LocalRunner`` with cheap start-up (call inside :func:`worker_environment`)."""
-    config = ms.runner.EvaluatorConfig(
-        number=number, repeat=repeat, min_repeat_ms=0, enable_cpu_cache_flush=False
+def _evaluator(number, repeat, min_repeat_ms):
+    return ms.runner.EvaluatorConfig(
+        number=number, repeat=repeat, min_repeat_ms=min_repeat_ms, enable_cpu_cache_flush=False
     )
+
+
+def local_runner(timeout_sec, number, repeat, min_repeat_ms=0):
+    """MetaSchedule's ``LocalRunner`` with cheap start-up (call inside :func:`worker_environment`)."""
+    config = _evaluator(number, repeat, min_repeat_ms)
     return ms.runner.LocalRunner(
         timeout_sec=timeout_sec, evaluator_config=config, initializer=_skip_tensor_intrin
     )
 
 
-def rpc_runner(tracker_host, tracker_port, key, timeout_sec, number, repeat, max_workers=1):
+def rpc_runner(
+    tracker_host, tracker_port, key, timeout_sec, number, repeat, min_repeat_ms=0, max_workers=1
+):
     """MetaSchedule's ``RPCRunner`` on the boards a TVM tracker knows by ``key`` (call inside :func:`worker_environment`).
 
     TVM's RPC has no authentication and runs whatever a client uploads:
     reach a board's tracker through an SSH tunnel (``docs/TUNING.md``), not
     over an open network.
     """
-    config = ms.runner.EvaluatorConfig(
-        number=number, repeat=repeat, min_repeat_ms=0, enable_cpu_cache_flush=False
-    )
+    config = _evaluator(number, repeat, min_repeat_ms)
     rpc = ms.runner.RPCConfig(
         tracker_host=tracker_host,
         tracker_port=int(tracker_port),
