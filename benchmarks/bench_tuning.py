@@ -18,6 +18,7 @@ Run: ``.venv/bin/python benchmarks/bench_tuning.py [--trials 200] [--models cifa
 """
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -124,11 +125,14 @@ def plot_curves(rows, name):
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for row in rows:
-        trials = [point["trials"] for point in row["curve"]]
-        model_ms = [point["model_ms"] for point in row["curve"]]
+        # The kernel time grows while the hand plans are measured; the curve starts once all are.
+        curve = row["curve"]
+        first = max(range(len(curve)), key=lambda i: curve[i]["model_ms"])
+        trials = [point["trials"] for point in curve[first:]]
+        model_ms = [point["model_ms"] for point in curve[first:]]
         label = f"{row['model']} {row['wa']}" if "model" in row else f"{row['layer']} {row['activation']}"
         ax.plot(trials, model_ms, marker=".", label=label)
-    ax.set_xlabel("trials")
+    ax.set_xlabel("trials (from the last hand plan measured)")
     ax.set_ylabel("kernel time at the best plans (ms)")
     ax.set_yscale("log")
     ax.set_title("tvm_snn.tune: best model kernel time against trials")
@@ -146,7 +150,13 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=["cifar-resnet18", "imagenet-resnet18"])
     parser.add_argument("--name", default=None, help="results file name")
     parser.add_argument("--layers", action="store_true", help="ResNet-18's 3x3 layer shapes instead of models")
+    parser.add_argument("--replot", action="store_true", help="only redraw the PNG from results/<name>.json")
     args = parser.parse_args(argv)
+    if args.replot:
+        name = args.name or ("bench_tuning_layers" if args.layers else "bench_tuning")
+        with open(os.path.join(RESULTS_DIR, f"{name}.json")) as handle:
+            print("wrote", plot_curves(json.load(handle)["rows"], name))
+        return None
     if args.layers:
         return main_layers(args)
     args.name = args.name or "bench_tuning"

@@ -28,7 +28,7 @@ from relay_passes.call_lowering import NO_DILATION, int_tuple, lower_calls
 from relay_passes.lower_dense_matmul import LowerDenseMatmul
 from relay_passes.lower_dense_pool import LowerMaxPool
 from relay_passes.lower_subbit_conv import ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE
-from relay_passes.plan_choice import HAND_PLANS, KernelTask
+from relay_passes.plan_choice import HAND_PLANS, plan_task
 from relay_passes.subbit_analysis import CONV_OP
 from schedules.cpu import CpuSpec
 from schedules.dense_conv import DENSE_BLOCK_OUT, DenseConvGeometry, build_dense_conv
@@ -79,23 +79,16 @@ def dense_geometry(call):
 
 def dense_conv_task(geometry, weight, cpu, default_kernel):
     """The :class:`~relay_passes.plan_choice.KernelTask` of a dense conv kernel built with its default plan."""
-    shape = geometry.data_shape
-
-    def build(plan):
-        plan.validate(geometry, shape, cpu)
-        return schedule_dense_conv(build_dense_conv(geometry, plan, weight).func)
-
     (o, _, kh, kw), (sh, _) = geometry.weight_shape, geometry.strides
-    return KernelTask(
-        kind=default_kernel.plan.KIND,
-        label=f"dense {'x'.join(map(str, shape))} -> {o}, {kh}x{kw}/{sh}",
-        workload=tvm.IRModule({"main": default_kernel.func}),
-        plan_block=DENSE_BLOCK_OUT,
-        default_plan=default_kernel.plan,
-        space=DenseConvPlan.space(geometry, shape, cpu),
-        plan_type=DenseConvPlan,
-        build=build,
-        validate=lambda plan: plan.validate(geometry, shape, cpu),
+    label = f"dense {'x'.join(map(str, geometry.data_shape))} -> {o}, {kh}x{kw}/{sh}"
+    return plan_task(
+        label,
+        default_kernel,
+        DENSE_BLOCK_OUT,
+        geometry,
+        geometry.data_shape,
+        cpu,
+        lambda plan: schedule_dense_conv(build_dense_conv(geometry, plan, weight).func),
     )
 
 

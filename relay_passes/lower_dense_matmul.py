@@ -22,7 +22,7 @@ from tvm.relax.dpl import is_const, is_op, wildcard
 
 from relay_passes.call_lowering import lower_calls
 from relay_passes.lower_subbit_conv import ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE
-from relay_passes.plan_choice import HAND_PLANS, KernelTask
+from relay_passes.plan_choice import HAND_PLANS, plan_task
 from schedules.cpu import CpuSpec
 from schedules.dense_matmul import (
     MATMUL_BLOCK_OUT,
@@ -66,21 +66,14 @@ def matmul_geometry(call):
 
 def matmul_task(geometry, weight, cpu, default_kernel):
     """The :class:`~relay_passes.plan_choice.KernelTask` of a dense matmul kernel built with its default plan."""
-
-    def build(plan):
-        plan.validate(geometry, None, cpu)
-        return schedule_dense_matmul(build_dense_matmul(geometry, plan, weight).func)
-
-    return KernelTask(
-        kind=default_kernel.plan.KIND,
-        label=f"matmul {geometry.rows}x{geometry.depth} -> {geometry.columns}",
-        workload=tvm.IRModule({"main": default_kernel.func}),
-        plan_block=MATMUL_BLOCK_OUT,
-        default_plan=default_kernel.plan,
-        space=DenseMatmulPlan.space(geometry, None, cpu),
-        plan_type=DenseMatmulPlan,
-        build=build,
-        validate=lambda plan: plan.validate(geometry, None, cpu),
+    return plan_task(
+        f"matmul {geometry.rows}x{geometry.depth} -> {geometry.columns}",
+        default_kernel,
+        MATMUL_BLOCK_OUT,
+        geometry,
+        None,
+        cpu,
+        lambda plan: schedule_dense_matmul(build_dense_matmul(geometry, plan, weight).func),
     )
 
 

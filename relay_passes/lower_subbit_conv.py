@@ -40,7 +40,7 @@ from relay_passes.detect_subbit_conv import (
 )
 from relay_passes.ir_module import rebuilt
 from relay_passes.layer_records import ATTR_REPORT, conv_from_attrs, updated_record
-from relay_passes.plan_choice import HAND_PLANS, KernelTask
+from relay_passes.plan_choice import HAND_PLANS, plan_task
 from relay_passes.subbit_analysis import is_sign
 from schedules import kernels
 from schedules.cpu import CpuSpec
@@ -79,17 +79,16 @@ def _sign_input(data, lookup):
 
 def subbit_task(conv, shape, cpu, default_kernel):
     """The :class:`~relay_passes.plan_choice.KernelTask` of a sub-bit kernel built with its default plan."""
-    default = default_kernel.plan
-    return KernelTask(
-        kind=default.KIND,
-        label=f"snn {conv.activation} {'x'.join(map(str, shape))} -> {conv.out_channels}, {'x'.join(map(str, conv.kernel_size))}/{conv.stride[0]}",
-        workload=tvm.IRModule({"main": default_kernel.func}),
-        plan_block=BLOCK_OUT,
-        default_plan=default,
-        space=type(default).space(conv, shape, cpu),
-        plan_type=type(default),
-        build=lambda plan: kernels.build_scheduled(conv, shape, cpu, plan).func,
-        validate=lambda plan: plan.validate(conv, shape, cpu),
+    kernel = "x".join(map(str, conv.kernel_size))
+    label = f"snn {conv.activation} {'x'.join(map(str, shape))} -> {conv.out_channels}, {kernel}/{conv.stride[0]}"
+    return plan_task(
+        label,
+        default_kernel,
+        BLOCK_OUT,
+        conv,
+        shape,
+        cpu,
+        lambda plan: kernels.build_scheduled(conv, shape, cpu, plan).func,
     )
 
 

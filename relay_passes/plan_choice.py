@@ -75,6 +75,42 @@ class FallbackTask:
     hand: object
 
 
+def plan_task(label, kernel, plan_block, geometry, data_shape, cpu, build_scheduled):
+    """The :class:`KernelTask` of ``kernel`` (built with its default plan) for a lowering pass.
+
+    Parameters
+    ----------
+    label : str
+    kernel : object
+        The built kernel: ``.func`` (unscheduled) and ``.plan``.
+    plan_block : str
+    geometry, data_shape, cpu
+        What the plan class's ``space`` and ``validate`` take.
+    build_scheduled : callable
+        ``plan -> scheduled PrimFunc``.
+    """
+    plan_type = type(kernel.plan)
+
+    def validate(plan):
+        return plan.validate(geometry, data_shape, cpu)
+
+    def build(plan):
+        validate(plan)
+        return build_scheduled(plan)
+
+    return KernelTask(
+        kind=plan_type.KIND,
+        label=label,
+        workload=tvm.IRModule({"main": kernel.func}),
+        plan_block=plan_block,
+        default_plan=kernel.plan,
+        space=plan_type.space(geometry, data_shape, cpu),
+        plan_type=plan_type,
+        build=build,
+        validate=validate,
+    )
+
+
 class HandPlans:
     """The default ``plans`` object: every kernel takes its hand-chosen plan and schedule."""
 
