@@ -9,10 +9,17 @@ PyTorch the same op with the same weights, in this process, interleaved,
 2 threads each. Prints ratios (peer time / tvm-snn time) and writes
 ``results/bench_dense.json`` and ``.png``.
 
-Run: ``.venv/bin/python benchmarks/bench_dense.py [--quick]``.
+With ``--tune N``, each op is first tuned (``tvm_snn.tune``, N trials, in a
+fresh work dir) and the tuned model joins the runners as ``tvm_snn_tuned``;
+the ratios are then against it, and the results go to ``bench_dense_tuned``.
+The max pool kernel is written by hand and has nothing to tune: its tuned
+model is the hand one.
+
+Run: ``.venv/bin/python benchmarks/bench_dense.py [--quick] [--tune N]``.
 """
 
 import argparse
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,10 +27,13 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from peers import BATCHES, machine, ort_runner, plot_ratios, tvm_runner, write_results
 
+import tvm_snn
 from tvm_snn.benchmarking import PEER_THREADS, time_peers
+from tvm_snn.errors import TuningError
 from tvm_snn.train.exporter import MAX_IR_VERSION, ONNX_OPSET
 
 PEER_NAMES = ("onnxruntime", "pytorch")
+TUNED = "tvm_snn_tuned"
 ROUNDS = 8  # rounds, of PEER_BLOCK timed calls per peer
 # One fp32 op vs ONNX Runtime: another summation order (a 3x3x256 reduction at most).
 OP_RTOL = 1e-4
@@ -65,7 +75,16 @@ def conv_case(name, channels, size, out_channels, kernel, stride, padding, bn_re
         weight = _weight(rng, (out_channels, channels, kernel, kernel))
         tensors = {"w": weight}
         conv_out = "c" if bn_relu else "y"
-        nodes = [helper.make_node("Conv", ["x", "w"], [conv_out], kernel_shape=[kernel] * 2, strides=[stride] * 2, pads=[padding] * 4)]
+        nodes = [
+            helper.make_node(
+                "Conv",
+                ["x", "w"],
+                [conv_out],
+                kernel_shape=[kernel] * 2,
+                strides=[stride] * 2,
+                pads=[padding] * 4,
+            )
+        ]
         if bn_relu:
             bn = {
                 "gamma": rng.uniform(0.5, 1.5, out_channels),
@@ -74,7 +93,9 @@ def conv_case(name, channels, size, out_channels, kernel, stride, padding, bn_re
                 "var": rng.uniform(0.5, 1.5, out_channels),
             }
             tensors.update({key: value.astype(np.float32) for key, value in bn.items()})
-            nodes.append(helper.make_node("BatchNormalization", ["c", *bn], ["b"], epsilon=BN_EPSILON))
+            nodes.append(
+                helper.make_node("BatchNormalization", ["c", *bn], ["b"], epsilon=BN_EPSILON)
+            )
             nodes.append(helper.make_node("Relu", ["b"], ["y"]))
         torch_tensors = {key: torch.from_numpy(value) for key, value in tensors.items()}
 
@@ -82,7 +103,12 @@ def conv_case(name, channels, size, out_channels, kernel, stride, padding, bn_re
             out = torch.nn.functional.conv2d(t, torch_tensors["w"], stride=stride, padding=padding)
             if bn_relu:
                 out = torch.nn.functional.batch_norm(
-                    out, torch_tensors["mean"], torch_tensors["var"], torch_tensors["gamma"], torch_tensors["beta"], eps=BN_EPSILON
+                    out,
+                    torch_tensors["mean"],
+                    torch_tensors["var"],
+                    torch_tensors["gamma"],
+                    torch_tensors["beta"],
+                    eps=BN_EPSILON,
                 )
                 out = torch.relu(out)
             return out
@@ -94,10 +120,14 @@ def conv_case(name, channels, size, out_channels, kernel, stride, padding, bn_re
 
 def maxpool_case(channels, size):
     def build(_rng):
-        node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4)
+        node = helper.make_node(
+            "MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4
+        )
         return [node], {}, lambda t: torch.nn.functional.max_pool2d(t, 3, 2, 1)
 
-    return Case(f"maxpool 3x3/2 {channels}x{size}", lambda batch: (batch, channels, size, size), build)
+    return Case(
+        f"maxpool 3x3/2 {channels}x{size}", lambda batch: (batch, channels, size, size), build
+    )
 
 
 def global_pool_case(channels, size):
@@ -105,7 +135,9 @@ def global_pool_case(channels, size):
         node = helper.make_node("GlobalAveragePool", ["x"], ["y"])
         return [node], {}, lambda t: torch.nn.functional.adaptive_avg_pool2d(t, 1)
 
-    return Case(f"global avgpool {channels}x{size}", lambda batch: (batch, channels, size, size), build)
+    return Case(
+        f"global avgpool {channels}x{size}", lambda batch: (batch, channels, size, size), build
+    )
 
 
 def fc_case(features, classes):
@@ -139,10 +171,23 @@ def one_op_model(nodes, tensors, x_shape, y_shape):
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(y_shape))],
         [numpy_helper.from_array(value, key) for key, value in tensors.items()],
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], ir_version=MAX_IR_VERSION)
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], ir_version=MAX_IR_VERSION
+    )
 
 
-def run_case(case, batch, target):
+def tuned_runner(model, x, target, trials, folder):
+    """``tvm_snn.compile`` with a tuning database of ``trials`` trials; (runner, tuned at all)."""
+    work_dir = tempfile.mkdtemp(dir=folder)
+    try:
+        tvm_snn.tune(model, target=target, work_dir=work_dir, trials=trials)
+    except TuningError:  # nothing to tune (the hand-written max pool kernel)
+        return tvm_runner(model, x, target)[0], False
+    cm = tvm_snn.compile(model, target=target, tuning_db=work_dir)
+    return (lambda: cm(x)), True
+
+
+def run_case(case, batch, target, trials=0, folder=None):
     rng = np.random.default_rng(batch)
     nodes, tensors, torch_fn = case.build(rng)
     x = rng.standard_normal(case.input_shape(batch)).astype(np.float32)
@@ -158,28 +203,47 @@ def run_case(case, batch, target):
             return torch_fn(t)
 
     runners = {"tvm_snn": ours, "onnxruntime": ort_runner(model, x), "pytorch": run_torch}
+    tunable = False
+    if trials:
+        runners[TUNED], tunable = tuned_runner(model, x, target, trials, folder)
+        np.testing.assert_allclose(
+            runners[TUNED](), runners["onnxruntime"](), rtol=OP_RTOL, atol=OP_ATOL
+        )
     np.testing.assert_allclose(ours(), runners["onnxruntime"](), rtol=OP_RTOL, atol=OP_ATOL)
     stats = time_peers(runners, repeat=ROUNDS, warmup=1)
     ms = {name: stat["median_ms"] for name, stat in stats.items()}
-    ratios = {peer: ms[peer] / ms["tvm_snn"] for peer in PEER_NAMES}
-    return {"case": case.name, "batch": batch, "median_ms": ms, "ratios": ratios}
+    ours_key = TUNED if trials else "tvm_snn"
+    ratios = {peer: ms[peer] / ms[ours_key] for peer in PEER_NAMES}
+    row = {"case": case.name, "batch": batch, "median_ms": ms, "ratios": ratios}
+    if trials:
+        row.update(trials=trials, tunable=tunable, tuned_over_hand=ms["tvm_snn"] / ms[TUNED])
+    return row
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="x86")
     parser.add_argument("--quick", action="store_true", help="batch 1 only")
+    parser.add_argument(
+        "--tune", type=int, default=0, metavar="N", help="tune each op for N trials first"
+    )
     args = parser.parse_args(argv)
     batches = (1,) if args.quick else BATCHES
     rows = []
     print(f"{'case':<34} {'tvm-snn ms':>10} " + " ".join(f"{p:>12}" for p in PEER_NAMES))
-    for batch in batches:
-        for case in CASES:
-            row = run_case(case, batch, args.target)
-            rows.append(row)
-            ratios = " ".join(f"{row['ratios'][p]:>11.2f}x" for p in PEER_NAMES)
-            print(f"{f'b{batch} ' + case.name:<34} {row['median_ms']['tvm_snn']:>10.3f} {ratios}", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        for batch in batches:
+            for case in CASES:
+                row = run_case(case, batch, args.target, args.tune, folder)
+                rows.append(row)
+                ratios = " ".join(f"{row['ratios'][p]:>11.2f}x" for p in PEER_NAMES)
+                extra = f"  tuned/hand {row['tuned_over_hand']:.2f}x" if args.tune else ""
+                ours_ms = row["median_ms"][TUNED if args.tune else "tvm_snn"]
+                print(
+                    f"{f'b{batch} ' + case.name:<34} {ours_ms:>10.3f} {ratios}{extra}", flush=True
+                )
     name = "bench_dense_quick" if args.quick else "bench_dense"
+    name = f"{name}_tuned" if args.tune else name
     print("wrote", write_results(name, {"machine": machine(), "cases": rows}))
     labels = [f"b{r['batch']} {r['case']}" for r in rows]
     series = {peer: [r["ratios"][peer] for r in rows] for peer in PEER_NAMES}

@@ -101,7 +101,12 @@ def time_peers(runners, repeat, warmup=1):
     (``PEER_BLOCK`` timed calls per block, after ``PEER_SETTLE_S`` of pause and
     ``PEER_WARM_S`` of untimed calls): the benchmarks and the demo use it."""
     return time_interleaved(
-        runners, repeat=repeat, warmup=warmup, block=PEER_BLOCK, settle_s=PEER_SETTLE_S, warm_s=PEER_WARM_S
+        runners,
+        repeat=repeat,
+        warmup=warmup,
+        block=PEER_BLOCK,
+        settle_s=PEER_SETTLE_S,
+        warm_s=PEER_WARM_S,
     )
 
 

@@ -18,12 +18,12 @@ from tvm import relax
 
 from relay_passes.report import LayerReport, format_table
 from tvm_snn.benchmarking import time_interleaved
-from tvm_snn.errors import ArtifactError, InputError, NotRunnableError
+from tvm_snn.errors import ArtifactError, InputError, NotRunnableError, TuningError
 from tvm_snn.importers import InputSpec
 from tvm_snn.target import runs_on_host, target_arch
 from tvm_snn.threads import default_threads, running_on
 from tvm_snn.toolchain import fcompile_for
-from tvm_snn.tuning.plans import format_tuning
+from tvm_snn.tuning.plans import KernelChoice, format_tuning
 
 MANIFEST_SUFFIX = ".manifest.json"
 MANIFEST_FORMAT = "tvm-snn-artifact"
@@ -101,7 +101,9 @@ class CompiledModel:
     ``cm.num_threads = n`` to choose another count.
     """
 
-    def __init__(self, module, target, inputs, layers, metadata_problems=(), unaligned_inputs=(), tuning=()):
+    def __init__(
+        self, module, target, inputs, layers, metadata_problems=(), unaligned_inputs=(), tuning=()
+    ):
         self._module = module
         self.target = dict(target)
         self._num_threads = default_threads(self.target.get("num-cores"))
@@ -111,7 +113,9 @@ class CompiledModel:
         self.unaligned_inputs = tuple(unaligned_inputs)
         self.tuning = list(tuning)
         self._vm = None
-        self._staging = [None] * len(self.inputs)  # aligned input tensors (and views), made when needed
+        self._staging = [None] * len(
+            self.inputs
+        )  # aligned input tensors (and views), made when needed
         self._arch = target_arch(self.target)  # parsing a target costs ~0.15 ms: once
 
     @property
@@ -154,8 +158,14 @@ class CompiledModel:
         tensors = []
         for position, (spec, array) in enumerate(zip(self.inputs, arrays, strict=True)):
             alignment = array.itemsize if spec.name in self.unaligned_inputs else TVM_ALIGNMENT
-            if array.flags.c_contiguous and array.flags.writeable and array.ctypes.data % alignment == 0:
-                tensors.append(tvm_ffi.from_dlpack(array, require_alignment=alignment, require_contiguous=True))
+            if (
+                array.flags.c_contiguous
+                and array.flags.writeable
+                and array.ctypes.data % alignment == 0
+            ):
+                tensors.append(
+                    tvm_ffi.from_dlpack(array, require_alignment=alignment, require_contiguous=True)
+                )
             else:  # strided, read-only (DLPack cannot say so) or misaligned: one memcpy
                 tensor, view = self._staged(position)
                 np.copyto(view, array)
@@ -172,7 +182,9 @@ class CompiledModel:
             args = [given[spec.name] for spec in self.inputs]
         if len(args) != len(self.inputs):
             names = [spec.name for spec in self.inputs]
-            raise InputError(f"the model takes {len(self.inputs)} input(s) {names}, got {len(args)}")
+            raise InputError(
+                f"the model takes {len(self.inputs)} input(s) {names}, got {len(args)}"
+            )
         arrays = []
         for spec, value in zip(self.inputs, args, strict=True):
             array = np.asarray(value)
@@ -181,7 +193,9 @@ class CompiledModel:
                     f"input {spec.name!r} must be {spec.dtype}, got {array.dtype}; cast it with .astype({spec.dtype!r})"
                 )
             if array.shape != spec.shape:
-                raise InputError(f"input {spec.name!r} must have shape {spec.shape}, got {array.shape}")
+                raise InputError(
+                    f"input {spec.name!r} must have shape {spec.shape}, got {array.shape}"
+                )
             arrays.append(array)
         return arrays
 
@@ -252,7 +266,9 @@ class CompiledModel:
         lines.append(format_table(self.snn_layers))
         checked = [layer for layer in self.snn_layers if layer.frontend_tau is not None]
         if checked or self.metadata_problems:
-            lines.append(f"frontend metadata: {len(checked)} conv(s) matched, {len(self.metadata_problems)} disagreement(s)")
+            lines.append(
+                f"frontend metadata: {len(checked)} conv(s) matched, {len(self.metadata_problems)} disagreement(s)"
+            )
             lines += [f"  {problem}" for problem in self.metadata_problems]
         if self.tuning:
             lines.append(format_tuning(self.tuning))
@@ -284,6 +300,7 @@ class CompiledModel:
             "layers": [layer.to_json() for layer in self.snn_layers],
             "metadata_problems": self.metadata_problems,
             "unaligned_inputs": list(self.unaligned_inputs),
+            "tuning": [choice.to_json() for choice in self.tuning],
             "sha256": _sha256(path),
             "tvm_version": tvm.__version__,
         }
@@ -313,15 +330,31 @@ def read_manifest(path):
     except (OSError, json.JSONDecodeError) as err:
         raise ArtifactError(f"manifest {mpath} is not valid JSON: {err}") from None
     required = ("format", "version", "target", "inputs", "layers", "sha256")
-    missing = [key for key in required if key not in manifest] if isinstance(manifest, dict) else list(required)
+    missing = (
+        [key for key in required if key not in manifest]
+        if isinstance(manifest, dict)
+        else list(required)
+    )
     if missing or manifest.get("format") != MANIFEST_FORMAT:
         raise ArtifactError(f"manifest {mpath} is not a tvm-snn manifest (missing {missing})")
     if manifest["version"] != MANIFEST_VERSION:
-        raise ArtifactError(f"manifest {mpath} has version {manifest['version']}, expected {MANIFEST_VERSION}")
+        raise ArtifactError(
+            f"manifest {mpath} has version {manifest['version']}, expected {MANIFEST_VERSION}"
+        )
     unaligned = manifest.get("unaligned_inputs", [])
     names = {item.get("name") for item in manifest["inputs"] if isinstance(item, dict)}
-    if not isinstance(unaligned, list) or not all(isinstance(n, str) for n in unaligned) or not set(unaligned) <= names:
-        raise ArtifactError(f"manifest {mpath}: unaligned_inputs {unaligned!r} must be a list of the input names {sorted(names)}")
+    if (
+        not isinstance(unaligned, list)
+        or not all(isinstance(n, str) for n in unaligned)
+        or not set(unaligned) <= names
+    ):
+        raise ArtifactError(
+            f"manifest {mpath}: unaligned_inputs {unaligned!r} must be a list of the input names {sorted(names)}"
+        )
+    try:
+        manifest["tuning"] = [KernelChoice.from_json(item) for item in manifest.get("tuning", [])]
+    except (TuningError, TypeError) as err:
+        raise ArtifactError(f"manifest {mpath}: bad tuning entry: {err}") from None
     actual = _sha256(path)
     if actual != manifest["sha256"]:
         raise ArtifactError(
@@ -358,4 +391,12 @@ def load(path):
     inputs = [InputSpec.from_json(item) for item in manifest["inputs"]]
     layers = [LayerReport.from_json(item) for item in manifest["layers"]]
     problems = manifest.get("metadata_problems", [])
-    return CompiledModel(module, target, inputs, layers, problems, manifest.get("unaligned_inputs", []))
+    return CompiledModel(
+        module,
+        target,
+        inputs,
+        layers,
+        problems,
+        manifest.get("unaligned_inputs", []),
+        manifest["tuning"],
+    )

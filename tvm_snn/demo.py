@@ -50,10 +50,14 @@ def _compile_and_check(path, x, target, label, binary=False):
     ours, theirs = cm(x), ort_run(x)
     diff = float(np.abs(ours - theirs).max())
     if binary:
-        dense = tvm_snn.compile(str(path), target=target, snn_policy=tvm_snn.LoweringPolicy(enabled=False))(x)
+        dense = tvm_snn.compile(
+            str(path), target=target, snn_policy=tvm_snn.LoweringPolicy(enabled=False)
+        )(x)
         dense_diff = float(np.abs(dense - theirs).max())
         assert diff <= BINARY_SLACK * max(dense_diff, CHECK_ATOL), (diff, dense_diff)
-        print(f"{label}: max |diff| vs ONNX Runtime {diff:.2e}; TVM's dense path on the same model: {dense_diff:.2e}")
+        print(
+            f"{label}: max |diff| vs ONNX Runtime {diff:.2e}; TVM's dense path on the same model: {dense_diff:.2e}"
+        )
     else:
         np.testing.assert_allclose(ours, theirs, rtol=CHECK_RTOL, atol=CHECK_ATOL)
         print(f"{label}: output matches ONNX Runtime (max |diff| {diff:.2e})")
@@ -79,7 +83,9 @@ def _time(label, cm, ort_run, model, x, repeat):
             model(tensor)
 
     stats = time_peers(
-        {"tvm_snn": lambda: cm(x), "onnxruntime": lambda: ort_run(x), "pytorch": run_torch}, repeat=repeat, warmup=3
+        {"tvm_snn": lambda: cm(x), "onnxruntime": lambda: ort_run(x), "pytorch": run_torch},
+        repeat=repeat,
+        warmup=3,
     )
     print(
         f"      {label}, batch {x.shape[0]}, {PEER_THREADS} threads, {repeat} interleaved rounds "
@@ -101,10 +107,18 @@ def step_digits(out_dir, target, epochs, repeat):
 
     torch.set_num_threads(PEER_THREADS)
     side = DIGITS_IMAGE_SIZE
-    _step(1, f"training a sub-bit ResNet-20 (width {DIGITS_WIDTH}, tau={DIGITS_TAU}) on digits at {side}x{side}, {epochs} epochs")
-    model, accuracy, onnx_path = train_digits_snn(os.path.join(out_dir, "digits"), epochs=epochs, tau=DIGITS_TAU)
+    _step(
+        1,
+        f"training a sub-bit ResNet-20 (width {DIGITS_WIDTH}, tau={DIGITS_TAU}) on digits at {side}x{side}, {epochs} epochs",
+    )
+    model, accuracy, onnx_path = train_digits_snn(
+        os.path.join(out_dir, "digits"), epochs=epochs, tau=DIGITS_TAU
+    )
     print(f"      test accuracy {accuracy:.2%}; exported {onnx_path}")
-    _step(2, "the trained digits SNN: compile, check, time (batch 1, and batch 8 exported from the same model)")
+    _step(
+        2,
+        "the trained digits SNN: compile, check, time (batch 1, and batch 8 exported from the same model)",
+    )
     x = load_dataset("digits", image_size=side).example_input().numpy()
     cm, ort_run = _compile_and_check(onnx_path, x, target, "      digits SNN")
     latency = {1: _time("digits SNN", cm, ort_run, model, x, repeat)}
@@ -112,8 +126,14 @@ def step_digits(out_dir, target, epochs, repeat):
     export(model, torch.zeros(DIGITS_SERVING_BATCH, *x.shape[1:]), batch_path, write_pt2=False)
     batch_x = load_dataset("digits", image_size=side).example_input(DIGITS_SERVING_BATCH).numpy()
     batch_cm = tvm_snn.compile(batch_path, target=target)
-    latency[DIGITS_SERVING_BATCH] = _time("digits SNN", batch_cm, onnxruntime_runner(batch_path), model, batch_x, repeat)
-    return {"accuracy": accuracy, "latency": latency, "lowered": sum(layer.lowered for layer in cm.snn_layers)}
+    latency[DIGITS_SERVING_BATCH] = _time(
+        "digits SNN", batch_cm, onnxruntime_runner(batch_path), model, batch_x, repeat
+    )
+    return {
+        "accuracy": accuracy,
+        "latency": latency,
+        "lowered": sum(layer.lowered for layer in cm.snn_layers),
+    }
 
 
 def step_resnet18(out_dir, target, repeat):
@@ -132,7 +152,11 @@ def step_resnet18(out_dir, target, repeat):
         cm, ort_run = _compile_and_check(path, x, target, f"      ResNet-18 {label}", binary)
         stats = _time(f"ResNet-18 {label}", cm, ort_run, model, x, repeat)
         artifact = cm.export_library(os.path.join(out_dir, f"{os.path.basename(path)[:-5]}.so"))
-        results[label] = {"latency": stats, "artifact": artifact, "artifact_bytes": os.path.getsize(artifact)}
+        results[label] = {
+            "latency": stats,
+            "artifact": artifact,
+            "artifact_bytes": os.path.getsize(artifact),
+        }
     return results
 
 
@@ -145,7 +169,9 @@ def step_artifacts(out_dir, target, results):
     reloaded = tvm_snn.load(snn["artifact"])
     lowered = sum(layer.lowered for layer in reloaded.snn_layers)
     dense_path = build_float_resnet18(out_dir)
-    dense_artifact = tvm_snn.compile(dense_path, target=target).export_library(os.path.join(out_dir, "resnet18_float.so"))
+    dense_artifact = tvm_snn.compile(dense_path, target=target).export_library(
+        os.path.join(out_dir, "resnet18_float.so")
+    )
     dense_bytes = os.path.getsize(dense_artifact)
     _step(5, f"reloaded {snn['artifact']} ({lowered} convs on SNN kernels)")
     print(
@@ -171,8 +197,15 @@ def main(argv=None):
     """Command-line entry of the demo."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out/demo", help="output folder")
-    parser.add_argument("--target", default="x86", help="target preset or string (default: this CPU)")
-    parser.add_argument("--repeat", type=int, default=10, help=f"interleaved rounds ({PEER_BLOCK} timed calls per peer each)")
+    parser.add_argument(
+        "--target", default="x86", help="target preset or string (default: this CPU)"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=10,
+        help=f"interleaved rounds ({PEER_BLOCK} timed calls per peer each)",
+    )
     parser.add_argument("--epochs", type=int, default=DIGITS_EPOCHS, help="digits training epochs")
     args = parser.parse_args(argv)
     run(args.out, args.target, args.repeat, args.epochs)

@@ -59,7 +59,9 @@ def _as_torch_args(example_inputs):
     import torch
 
     if example_inputs is None:
-        raise ModelImportError("a torch.nn.Module needs example_inputs (a tensor or a tuple of tensors)")
+        raise ModelImportError(
+            "a torch.nn.Module needs example_inputs (a tensor or a tuple of tensors)"
+        )
     if isinstance(example_inputs, (torch.Tensor, np.ndarray)):
         example_inputs = (example_inputs,)
     return tuple(torch.as_tensor(x) if isinstance(x, np.ndarray) else x for x in example_inputs)
@@ -90,7 +92,9 @@ def _from_exported(program):
         listed = ", ".join(f"{op} (node {name})" for name, op in missing)
         raise UnsupportedOpError(f"unsupported torch op(s): {listed}")
     try:
-        return from_exported_program(program, unwrap_unit_return_tuple=True, run_ep_decomposition=False)
+        return from_exported_program(
+            program, unwrap_unit_return_tuple=True, run_ep_decomposition=False
+        )
     except Exception as err:
         raise ModelImportError(f"converting the exported program to Relax failed: {err}") from err
 
@@ -132,9 +136,13 @@ def _onnx_shapes(model, example_inputs):
     inputs = [inp for inp in model.graph.input if inp.name not in initializers]
     examples = None
     if example_inputs is not None:
-        examples = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+        examples = (
+            example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+        )
         if len(examples) != len(inputs):
-            raise ModelImportError(f"the ONNX model has {len(inputs)} input(s) but {len(examples)} example input(s) were given")
+            raise ModelImportError(
+                f"the ONNX model has {len(inputs)} input(s) but {len(examples)} example input(s) were given"
+            )
     shapes = {}
     for i, inp in enumerate(inputs):
         if examples is not None:

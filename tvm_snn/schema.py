@@ -205,7 +205,10 @@ def parse_layers_metadata(props):
     except json.JSONDecodeError as err:
         return None, f"tvm-snn metadata: key {LAYERS_KEY!r} is corrupt JSON: {err}"
     if not isinstance(layers, list):
-        return None, f"tvm-snn metadata: key {LAYERS_KEY!r} must hold a JSON list, got {type(layers).__name__}"
+        return (
+            None,
+            f"tvm-snn metadata: key {LAYERS_KEY!r} must hold a JSON list, got {type(layers).__name__}",
+        )
     for position, entry in enumerate(layers):
         problem = _layer_entry_problem(position, entry)
         if problem is not None:
@@ -219,7 +222,9 @@ def _layer_entry_problem(position, entry):
     if not isinstance(entry, dict):
         return f"{where} must be a JSON object, got {type(entry).__name__}"
     if entry.get("kernel") not in KERNEL_LABELS:
-        return f"{where}: kernel must be one of {sorted(KERNEL_LABELS)}, got {entry.get('kernel')!r}"
+        return (
+            f"{where}: kernel must be one of {sorted(KERNEL_LABELS)}, got {entry.get('kernel')!r}"
+        )
     for name in LAYER_INT_FIELDS:
         value = entry.get(name)
         if not isinstance(value, int) or isinstance(value, bool):

@@ -32,7 +32,12 @@ def host_cpu():
 
 
 def _x86_preset():
-    return {"kind": "llvm", "mtriple": HOST_TRIPLE, "mcpu": host_cpu(), "num-cores": len(available_cores())}
+    return {
+        "kind": "llvm",
+        "mtriple": HOST_TRIPLE,
+        "mcpu": host_cpu(),
+        "num-cores": len(available_cores()),
+    }
 
 
 def _aarch64_preset():
@@ -67,7 +72,9 @@ def _convert(kind, key, value, schema):
         try:
             return int(value)
         except ValueError:
-            raise TargetError(f"target flag -{key} of kind {kind!r} takes an integer, got {value!r}") from None
+            raise TargetError(
+                f"target flag -{key} of kind {kind!r} takes an integer, got {value!r}"
+            ) from None
     if type_key == "bool":
         truth = {"1": True, "true": True, "0": False, "false": False}
         if value.lower() not in truth:
@@ -88,7 +95,9 @@ def _parse_cli(text):
             f"presets: {', '.join(PRESETS)}"
         )
     schema = _options(kind)
-    settable = sorted(k for k in schema if k not in ("kind", "host", "from_device", "target_device_type"))
+    settable = sorted(
+        k for k in schema if k not in ("kind", "host", "from_device", "target_device_type")
+    )
     spec = {"kind": kind}
     for token in tokens[1:]:
         if not token.startswith("-") or token == "-":
@@ -154,7 +163,9 @@ def target_spec(target):
         spec = dict(target)
         kind = spec.get("kind")
         if kind not in SUPPORTED_KINDS:
-            raise TargetError(f"unknown target kind {kind!r}; accepted kinds: {', '.join(SUPPORTED_KINDS)}")
+            raise TargetError(
+                f"unknown target kind {kind!r}; accepted kinds: {', '.join(SUPPORTED_KINDS)}"
+            )
         unknown = sorted(set(spec) - set(_options(kind)))
         if unknown:
             raise TargetError(f"unknown target option(s) {unknown} for kind {kind!r}")
@@ -166,7 +177,9 @@ def target_spec(target):
         if text in PRESETS:
             return PRESETS[text]()
         return _check_mcpu(_parse_cli(text))
-    raise TargetError(f"target must be a str, dict or tvm.target.Target, got {type(target).__name__}")
+    raise TargetError(
+        f"target must be a str, dict or tvm.target.Target, got {type(target).__name__}"
+    )
 
 
 def parse_target(target):

@@ -27,7 +27,11 @@ ENV_VAR = "TVM_NUM_THREADS"
 
 def available_cores():
     """The CPU ids this process may run on."""
-    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    return (
+        sorted(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else list(range(os.cpu_count() or 1))
+    )
 
 
 _LOCAL = threading.local()

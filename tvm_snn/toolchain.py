@@ -21,7 +21,9 @@ def cross_compiler(arch):
         When the compiler is not installed; the message names the package.
     """
     if arch not in CROSS_COMPILERS:
-        raise ToolchainError(f"no cross toolchain for arch {arch!r}; known: {', '.join(CROSS_COMPILERS)}")
+        raise ToolchainError(
+            f"no cross toolchain for arch {arch!r}; known: {', '.join(CROSS_COMPILERS)}"
+        )
     command, package = CROSS_COMPILERS[arch]
     path = shutil.which(command)
     if path is None:

@@ -87,6 +87,25 @@ def test_garbage_library_with_matching_manifest_is_refused(host_artifact, tmp_pa
         tvm_snn.load(dest)
 
 
+@pytest.mark.parametrize(
+    "tuning",
+    [
+        3,
+        ["x"],
+        [{"label": "k"}],
+        [{"label": 1, "tuned": True, "hand_ms": None, "chosen_ms": None, "plan": ""}],
+    ],
+)
+def test_manifest_with_a_bad_tuning_entry_is_refused(host_artifact, tmp_path, tuning):
+    dest = _copy(host_artifact[1], tmp_path)
+    manifest = json.loads(open(manifest_path(dest)).read())
+    manifest["tuning"] = tuning
+    with open(manifest_path(dest), "w") as handle:
+        json.dump(manifest, handle)
+    with pytest.raises(ArtifactError, match="tuning"):
+        tvm_snn.load(dest)
+
+
 @pytest.mark.parametrize("unaligned", ["x", ["not-an-input"], [3]])
 def test_manifest_with_bad_unaligned_inputs_is_refused(host_artifact, tmp_path, unaligned):
     dest = _copy(host_artifact[1], tmp_path)

@@ -101,6 +101,14 @@ def test_compile_takes_the_fastest_plan_of_each_kernel_and_reports_it(tuned, mod
     assert "kernel (tuning)" in report and f"{len(result.tasks)} tunable kernel(s)" in report
 
 
+def test_an_exported_tuned_model_keeps_its_tuning_report(tuned, model, example, tmp_path):
+    cm = tvm_snn.compile(model, target="x86", example_inputs=example, tuning_db=tuned[0])
+    path = tmp_path / "tuned.so"
+    cm.export_library(path)
+    loaded = tvm_snn.load(path)
+    assert loaded.tuning == cm.tuning and "kernel (tuning)" in loaded.report()
+
+
 def _string(value):
     """A string input of a trace, as MetaSchedule's JSON stores it (quoted)."""
     return value[1:-1] if len(value) > 1 and value[0] == value[-1] == '"' else value

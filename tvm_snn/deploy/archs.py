@@ -78,7 +78,9 @@ def qemu_arch(arch):
     """
     name = ARCH_ALIASES.get(arch, arch)
     if name not in ARCHS:
-        raise TargetError(f"no qemu support for arch {arch!r}; known: {', '.join([*ARCHS, *ARCH_ALIASES])}")
+        raise TargetError(
+            f"no qemu support for arch {arch!r}; known: {', '.join([*ARCHS, *ARCH_ALIASES])}"
+        )
     return ARCHS[name]
 
 

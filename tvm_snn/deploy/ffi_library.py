@@ -31,7 +31,9 @@ WHEEL_MEMBER = "tvm_ffi/lib/libtvm_ffi.so"
 LIBRARY_NAME = "libtvm_ffi.so"
 FETCH_ARCH = "aarch64"
 FETCH_TIMEOUT_S = 300.0
-FETCH_DESCRIPTION = "Fetch the aarch64 libtvm_ffi.so of PyPI's apache-tvm-ffi wheel into the cache; print its path."
+FETCH_DESCRIPTION = (
+    "Fetch the aarch64 libtvm_ffi.so of PyPI's apache-tvm-ffi wheel into the cache; print its path."
+)
 
 
 def installed_ffi_version():
@@ -64,7 +66,15 @@ def download_wheel(spec, version, folder):
     ToolchainError
         When pip fails, times out or downloads no wheel.
     """
-    command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps"]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-deps",
+    ]
     command += ["--only-binary=:all:", "--platform", spec.ffi_wheel_platform, "--dest", str(folder)]
     command.append(f"{WHEEL_PACKAGE}=={version}")
     try:
@@ -126,7 +136,9 @@ def fetch_tvm_ffi(arch=FETCH_ARCH, dest=None, version=None):
     """
     spec = qemu_arch(arch)
     if spec.ffi_wheel_platform is None:
-        raise ToolchainError(f"PyPI has no {spec.name} wheel of {WHEEL_PACKAGE}; use ffi={FFI_STUB!r}")
+        raise ToolchainError(
+            f"PyPI has no {spec.name} wheel of {WHEEL_PACKAGE}; use ffi={FFI_STUB!r}"
+        )
     version = version or installed_ffi_version()
     folder = Path(dest) if dest is not None else library_dir(spec.name, version)
     library = folder / LIBRARY_NAME
@@ -163,15 +175,21 @@ def ffi_library(arch, ffi, stub):
         return stub
     spec = qemu_arch(arch)
     if not any(Path(spec.sysroot, "lib").glob("libstdc++.so.*")):
-        raise ToolchainError(f"libtvm_ffi.so needs the {spec.name} libstdc++; install {spec.libstdcxx_package}")
+        raise ToolchainError(
+            f"libtvm_ffi.so needs the {spec.name} libstdc++; install {spec.libstdcxx_package}"
+        )
     return fetch_tvm_ffi(spec.name)
 
 
 def main(argv=None):
     """Fetch the aarch64 ``libtvm_ffi.so`` and print its path; return the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m tvm_snn.deploy.ffi_library", description=FETCH_DESCRIPTION)
+    parser = argparse.ArgumentParser(
+        prog="python -m tvm_snn.deploy.ffi_library", description=FETCH_DESCRIPTION
+    )
     parser.add_argument("--dest", type=Path, help="folder of the library (default: the cache)")
-    parser.add_argument("--ffi-version", help=f"the {WHEEL_PACKAGE} version (default: the installed one)")
+    parser.add_argument(
+        "--ffi-version", help=f"the {WHEEL_PACKAGE} version (default: the installed one)"
+    )
     args = parser.parse_args(argv)
     try:
         print(fetch_tvm_ffi(FETCH_ARCH, args.dest, args.ffi_version))

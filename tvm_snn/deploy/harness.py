@@ -100,9 +100,24 @@ def _compile_harness(compiler, sources, folder):
     includes = [f"-I{path}" for path in _ffi_include_dirs()]
     exe, stub = folder / HARNESS_NAME, folder / FFI_STUB_NAME
     with contextlib.ExitStack() as stack:
-        harness_c, stub_c = [stack.enter_context(importlib.resources.as_file(sources[name])) for name in SOURCES]
-        _run_compiler([compiler, *C_FLAGS, *includes, *HARNESS_FLAGS, "-o", str(exe), str(harness_c), *LINK_LIBS])
-        _run_compiler([compiler, *C_FLAGS, *includes, *STUB_FLAGS, "-o", str(stub), str(stub_c), *LINK_LIBS])
+        harness_c, stub_c = [
+            stack.enter_context(importlib.resources.as_file(sources[name])) for name in SOURCES
+        ]
+        _run_compiler(
+            [
+                compiler,
+                *C_FLAGS,
+                *includes,
+                *HARNESS_FLAGS,
+                "-o",
+                str(exe),
+                str(harness_c),
+                *LINK_LIBS,
+            ]
+        )
+        _run_compiler(
+            [compiler, *C_FLAGS, *includes, *STUB_FLAGS, "-o", str(stub), str(stub_c), *LINK_LIBS]
+        )
 
 
 def build_harness(arch):

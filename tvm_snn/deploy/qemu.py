@@ -63,7 +63,9 @@ def entry_name(func):
         symbol = func.attrs.get("global_symbol") if func.attrs is not None else None
         return str(symbol) if symbol is not None else DEFAULT_ENTRY
     if isinstance(func, tvm.IRModule):
-        names = [gv.name_hint for gv, f in func.functions.items() if isinstance(f, tvm.tirx.PrimFunc)]
+        names = [
+            gv.name_hint for gv, f in func.functions.items() if isinstance(f, tvm.tirx.PrimFunc)
+        ]
         if len(names) != 1:
             raise InputError(f"the IRModule has PrimFuncs {names}; pass entry= to choose one")
         return entry_name(func[names[0]])
@@ -126,7 +128,9 @@ def _output_specs(outputs):
             shape, dtype = item
             specs.append((tuple(int(d) for d in shape), np.dtype(dtype)))
         except (TypeError, ValueError):
-            raise InputError(f"output {index} must be a (shape, dtype) pair, got {item!r}") from None
+            raise InputError(
+                f"output {index} must be a (shape, dtype) pair, got {item!r}"
+            ) from None
         _dtype_code(specs[-1][1], f"output {index}")
     return specs
 
@@ -157,7 +161,9 @@ def _run_harness(command, timeout):
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise QemuRunError(f"the kernel did not finish under {command[0]} within {timeout} s") from None
+        raise QemuRunError(
+            f"the kernel did not finish under {command[0]} within {timeout} s"
+        ) from None
     if done.returncode != 0:
         raise QemuRunError(
             f"the kernel failed under {Path(command[0]).name} (exit status {done.returncode}):\n{done.stderr.strip()}"
@@ -226,9 +232,19 @@ def run_under_qemu(
         folder = Path(scratch)
         args, out_paths = _tensor_args(folder, arrays, out_specs)
         kernel = export_kernel(func, spec.name, folder / KERNEL_NAME, target)
-        command = [emulator, "-L", spec.sysroot, str(harness.executable), "-t", str(num_threads), "-f", str(ffi_lib)]
+        command = [
+            emulator,
+            "-L",
+            spec.sysroot,
+            str(harness.executable),
+            "-t",
+            str(num_threads),
+            "-f",
+            str(ffi_lib),
+        ]
         command += [str(kernel), entry or entry_name(func), *args]
         _run_harness(command, timeout)
         return [
-            np.fromfile(path, dtype).reshape(shape) for path, (shape, dtype) in zip(out_paths, out_specs, strict=True)
+            np.fromfile(path, dtype).reshape(shape)
+            for path, (shape, dtype) in zip(out_paths, out_specs, strict=True)
         ]

@@ -101,7 +101,13 @@ def load_checkpoint(path, map_location="cpu"):
         raise ArtifactError(f"checkpoint {path} does not exist")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError) as error:
+    except (
+        RuntimeError,
+        pickle.UnpicklingError,
+        EOFError,
+        zipfile.BadZipFile,
+        ValueError,
+    ) as error:
         raise ArtifactError(f"checkpoint {path} is corrupt or unsafe: {error}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ArtifactError(f"{path} is not a tvm-snn checkpoint")

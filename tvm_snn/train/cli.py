@@ -55,25 +55,43 @@ def add_train_parser(subparsers):
     )
     train.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(MODEL_REGISTRY))
     train.add_argument("--dataset", default=DEFAULT_DATASET, choices=sorted(DATASETS))
-    train.add_argument("--data-dir", help="local folder of cifar10 / imagefolder (never downloaded)")
-    train.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE, help="imagefolder image side")
-    train.add_argument("--tau", type=int, default=DEFAULT_TAU_3X3, help="bits per 3x3 kernel (9: BNN)")
     train.add_argument(
-        "--tau-1x1", type=_tau_1x1, default=DEFAULT_TAU_1X1,
+        "--data-dir", help="local folder of cifar10 / imagefolder (never downloaded)"
+    )
+    train.add_argument(
+        "--image-size", type=int, default=DEFAULT_IMAGE_SIZE, help="imagefolder image side"
+    )
+    train.add_argument(
+        "--tau", type=int, default=DEFAULT_TAU_3X3, help="bits per 3x3 kernel (9: BNN)"
+    )
+    train.add_argument(
+        "--tau-1x1",
+        type=_tau_1x1,
+        default=DEFAULT_TAU_1X1,
         help="bits per 8-channel 1x1 unit (8: BNN), or 'none' to keep 1x1 convs in float",
     )
-    train.add_argument("--binary-act", action="store_true", help="binarize the sub-bit convs' inputs")
-    train.add_argument("--no-refine", action="store_true", help="keep the sampled subsets (Vanilla-SNN)")
-    train.add_argument("--float", action="store_true", help="train the float model (no sub-bit layers)")
+    train.add_argument(
+        "--binary-act", action="store_true", help="binarize the sub-bit convs' inputs"
+    )
+    train.add_argument(
+        "--no-refine", action="store_true", help="keep the sampled subsets (Vanilla-SNN)"
+    )
+    train.add_argument(
+        "--float", action="store_true", help="train the float model (no sub-bit layers)"
+    )
     train.add_argument("--width", type=int, help="first-stage width (default: the model's)")
-    train.add_argument("--stem", choices=STEMS, help="ResNet stem (default: cifar, imagenet for imagefolder)")
+    train.add_argument(
+        "--stem", choices=STEMS, help="ResNet stem (default: cifar, imagenet for imagefolder)"
+    )
     train.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     train.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="per process")
     train.add_argument("--lr", type=float, default=DEFAULT_LR)
     train.add_argument("--momentum", type=float, default=DEFAULT_MOMENTUM)
     train.add_argument("--weight-decay", type=float, default=DEFAULT_WEIGHT_DECAY)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY, help="steps")
+    train.add_argument(
+        "--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY, help="steps"
+    )
     train.add_argument("--workers", type=int, default=0, help="data-loading processes")
     train.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     train.add_argument("--out", default=DEFAULT_OUT, help="run folder")
@@ -90,8 +108,12 @@ def add_export_parser(subparsers):
         help="export a training checkpoint to ONNX (+ torch.export .pt2) with SNN metadata",
     )
     export.add_argument("checkpoint", help="a checkpoint written by tvm-snn train (OUT/last.pt)")
-    export.add_argument("-o", "--output", required=True, help="the .onnx file; the .pt2 goes beside it")
-    export.add_argument("--no-pt2", action="store_true", help="do not write the torch.export program")
+    export.add_argument(
+        "-o", "--output", required=True, help="the .onnx file; the .pt2 goes beside it"
+    )
+    export.add_argument(
+        "--no-pt2", action="store_true", help="do not write the torch.export program"
+    )
     export.add_argument("--dynamic-batch", action="store_true", help="symbolic batch dimension")
     export.set_defaults(func=run_export)
     return export
@@ -111,7 +133,9 @@ def spec_from_args(args, data_spec):
     """Return the :class:`ModelSpec` that ``tvm-snn train`` arguments describe."""
     config = None
     if args.float and (args.binary_act or args.no_refine):
-        raise ConfigError("--float trains the float model: --binary-act and --no-refine do not apply")
+        raise ConfigError(
+            "--float trains the float model: --binary-act and --no-refine do not apply"
+        )
     if not args.float:
         config = SNNConfig(
             tau_3x3=args.tau,

@@ -192,7 +192,10 @@ class ImageFolderDataset:
                 image = image.convert("RGB")
                 width, height = image.size
                 ratio = self.image_size / min(width, height)
-                size = (max(self.image_size, round(width * ratio)), max(self.image_size, round(height * ratio)))
+                size = (
+                    max(self.image_size, round(width * ratio)),
+                    max(self.image_size, round(height * ratio)),
+                )
                 image = image.resize(size, Image.Resampling.BILINEAR)
                 left = (size[0] - self.image_size) // 2
                 top = (size[1] - self.image_size) // 2
@@ -248,7 +251,10 @@ def augment_batch(images, augment, generator):
         rows = torch.randint(span, (count,), generator=generator).tolist()
         cols = torch.randint(span, (count,), generator=generator).tolist()
         images = torch.stack(
-            [padded[i, :, r : r + height, c : c + width] for i, (r, c) in enumerate(zip(rows, cols, strict=True))]
+            [
+                padded[i, :, r : r + height, c : c + width]
+                for i, (r, c) in enumerate(zip(rows, cols, strict=True))
+            ]
         )
     if augment.flip:
         flip = torch.rand(count, generator=generator) < FLIP_PROBABILITY
@@ -277,7 +283,9 @@ def load_digits(data_dir=None, image_size=DIGITS_SIDE):
         On a data folder, or a size that is not a positive multiple of 8.
     """
     if data_dir is not None:
-        raise ConfigError(f"digits ships with scikit-learn and takes no data folder, got {data_dir}")
+        raise ConfigError(
+            f"digits ships with scikit-learn and takes no data folder, got {data_dir}"
+        )
     check_int("image_size", image_size, minimum=DIGITS_SIDE, where="digits")
     if image_size % DIGITS_SIDE:
         raise ConfigError(f"digits: image_size={image_size} is not a multiple of {DIGITS_SIDE}")
@@ -417,7 +425,9 @@ def load_image_folder(data_dir, image_size=DEFAULT_IMAGE_SIZE):
     if test_dir is None:
         raise DataError(f"image folder {root} has no {' or '.join(IMAGE_FOLDER_TEST)} subfolder")
     classes = sorted(path.name for path in train_dir.iterdir() if path.is_dir())
-    unknown = sorted(path.name for path in test_dir.iterdir() if path.is_dir() and path.name not in classes)
+    unknown = sorted(
+        path.name for path in test_dir.iterdir() if path.is_dir() and path.name not in classes
+    )
     if unknown:
         raise DataError(f"{test_dir} has classes that {train_dir} lacks: {unknown}")
     splits = {}

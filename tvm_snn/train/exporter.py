@@ -167,16 +167,19 @@ def check_weight(weight, codebook, where):
     """
     unit = codebook.shape[1]
     if weight.ndim != 4 or weight[0].size % unit:
-        raise FormatError(f"{where}: weight shape {weight.shape} does not split into units of {unit}")
+        raise FormatError(
+            f"{where}: weight shape {weight.shape} does not split into units of {unit}"
+        )
     rows = {tuple(row) for row in codebook.astype(np.int64).tolist()}
     units = channel_units(weight, unit)
     for channel, block in enumerate(units):
         if not block.any():
             continue
         signs = np.where(block >= 0, 1, -1)
-        if not {tuple(row) for row in signs.tolist()} <= rows and not {
-            tuple(row) for row in (-signs).tolist()
-        } <= rows:
+        if (
+            not {tuple(row) for row in signs.tolist()} <= rows
+            and not {tuple(row) for row in (-signs).tolist()} <= rows
+        ):
             raise FormatError(
                 f"{where}: output channel {channel} has kernels outside the codebook "
                 f"(up to the channel's sign)"
@@ -213,11 +216,15 @@ def _onnx_layers(proto, metas):
         scope = scope_of(fqn)
         found = [node for node in convs if node.name.startswith(scope)]
         if len(found) != 1:
-            raise FormatError(f"export: found {len(found)} ONNX Conv nodes for layer {fqn} (scope {scope})")
+            raise FormatError(
+                f"export: found {len(found)} ONNX Conv nodes for layer {fqn} (scope {scope})"
+            )
         node = found[0]
         weight_name = node.input[WEIGHT_INPUT]
         if weight_name not in initializers:
-            raise FormatError(f"export: the weight of {node.name} ({weight_name}) is not an initializer")
+            raise FormatError(
+                f"export: the weight of {node.name} ({weight_name}) is not an initializer"
+            )
         weight = onnx.numpy_helper.to_array(initializers[weight_name])
         check_weight(weight, meta.codebook.numpy(), f"layer {fqn} (ONNX {node.name})")
         entry = _layer_entry(fqn, meta, node.name, weight_name)
@@ -283,8 +290,13 @@ def export(model, example_inputs, path, *, pt2_path=None, write_pt2=True, dynami
     if write_pt2:
         written_pt2 = Path(pt2_path) if pt2_path is not None else path.with_suffix(PT2_SUFFIX)
         program = torch.export.export(frozen, inputs)
-        extra = {SCHEMA_KEY: str(SCHEMA_VERSION), LAYERS_KEY: json.dumps(_pt2_layers(frozen, metas))}
-        atomic_write(written_pt2, lambda handle: torch.export.save(program, handle, extra_files=extra))
+        extra = {
+            SCHEMA_KEY: str(SCHEMA_VERSION),
+            LAYERS_KEY: json.dumps(_pt2_layers(frozen, metas)),
+        }
+        atomic_write(
+            written_pt2, lambda handle: torch.export.save(program, handle, extra_files=extra)
+        )
     return ExportResult(path, written_pt2, tuple(layers))
 
 

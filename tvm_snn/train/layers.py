@@ -23,7 +23,6 @@ DEFAULT_TAU_1X1 = 4
 """Default bits per 8-channel 1x1 unit: 4/8 = 0.5 bit per weight."""
 
 
-
 def conv_arguments(conv):
     """The positional ``nn.Conv2d`` arguments that rebuild ``conv``: channels and kernel."""
     return conv.in_channels, conv.out_channels, conv.kernel_size
@@ -41,6 +40,7 @@ def conv_keywords(conv):
         "device": conv.weight.device,
         "dtype": conv.weight.dtype,
     }
+
 
 class SNNConv2d(nn.Conv2d):
     """A 2-D convolution whose weights are a Sub-bit Neural Network layer.

@@ -188,7 +188,9 @@ class ResNet(nn.Module):
         check_int("in_channels", in_channels, minimum=1, where=where)
         check_int("width", width, minimum=1, where=where)
         if not 1 <= len(blocks) <= len(STAGE_MULTIPLIERS):
-            raise ConfigError(f"{where}: blocks={blocks} needs 1 to {len(STAGE_MULTIPLIERS)} stages")
+            raise ConfigError(
+                f"{where}: blocks={blocks} needs 1 to {len(STAGE_MULTIPLIERS)} stages"
+            )
         block_type = BLOCKS[block]
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(
@@ -307,7 +309,9 @@ def resnet20(num_classes=CIFAR_CLASSES, stem="cifar", in_channels=RGB, width=CIF
 def vgg_small(num_classes=CIFAR_CLASSES, stem=None, in_channels=RGB, width=VGG_WIDTH):
     """Return a float VGG-small; ``stem`` must be ``None`` (it has no ResNet stem)."""
     if stem is not None:
-        raise ConfigError(f"vgg_small: stem={stem!r} is not supported (VGG-small has no stem option)")
+        raise ConfigError(
+            f"vgg_small: stem={stem!r} is not supported (VGG-small has no stem option)"
+        )
     return VGGSmall(num_classes, in_channels, width)
 
 
@@ -341,7 +345,16 @@ def resolve_config(config):
     )
 
 
-def build_model(name, num_classes=CIFAR_CLASSES, in_channels=RGB, config=None, *, width=None, stem=None, seed=None):
+def build_model(
+    name,
+    num_classes=CIFAR_CLASSES,
+    in_channels=RGB,
+    config=None,
+    *,
+    width=None,
+    stem=None,
+    seed=None,
+):
     """Build a registered model, float or prepared.
 
     Parameters

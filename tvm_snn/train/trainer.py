@@ -61,7 +61,15 @@ LATENT_NAME = "latent"
 LR_SCALE_KEY = "lr_scale"
 METRICS_NAME = "metrics.json"
 
-RESUME_FIELDS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "seed", "latent_lr_scale")
+RESUME_FIELDS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "seed",
+    "latent_lr_scale",
+)
 """Fields that must match between a run and its resume (they fix the data order and schedule)."""
 
 ORDER_KEY = "order"
@@ -391,7 +399,9 @@ class _Run:
         for group in self.optimizer.param_groups:
             group["lr"] = group[LR_SCALE_KEY] * cosine_lr(config.lr, self.step, self.total)
         set_progress(self.model, self.step / self.total)
-        generator = make_generator(derive_seed(config.seed, AUGMENT_KEY, self.step, self.session.rank))
+        generator = make_generator(
+            derive_seed(config.seed, AUGMENT_KEY, self.step, self.session.rank)
+        )
         images = augment_batch(images, self.data.spec.augment, generator).to(self.device)
         labels = labels.to(self.device)
         logits = self.wrapped(images)
@@ -434,11 +444,18 @@ class _Run:
         epoch, offset = divmod(self.step, self.per_epoch)
         config = self.config
         plan = epoch_plan(
-            len(self.data.train), config.batch_size, config.seed, epoch, self.session.rank, self.session.world
+            len(self.data.train),
+            config.batch_size,
+            config.seed,
+            epoch,
+            self.session.rank,
+            self.session.world,
         )[offset:]
         bar = None
         if config.progress and self.session.is_root:
-            bar = ProgressBar(self.per_epoch, f"epoch {epoch + 1}/{config.epochs}", self.stream, offset)
+            bar = ProgressBar(
+                self.per_epoch, f"epoch {epoch + 1}/{config.epochs}", self.stream, offset
+            )
         self.model.train()
         for images, labels in _batches(self.data.train, plan, config.workers):
             loss = self.train_step(images, labels)
@@ -458,7 +475,9 @@ class _Run:
             bar.close()
 
 
-def fit(model, data, config=None, out_dir=None, *, resume=False, spec=None, device=None, stream=None):
+def fit(
+    model, data, config=None, out_dir=None, *, resume=False, spec=None, device=None, stream=None
+):
     """Train ``model`` on ``data`` with the SNN paper's recipe.
 
     Parameters

@@ -88,7 +88,9 @@ def build_snn_resnet(name, stem, binary, out_dir, batch=1, seed=0):
         On another model or stem.
     """
     if name not in ZOO_RESNETS or stem not in ZOO_STEMS:
-        raise ConfigError(f"the zoo has {ZOO_RESNETS} with stems {tuple(ZOO_STEMS)}, not {name!r} / {stem!r}")
+        raise ConfigError(
+            f"the zoo has {ZOO_RESNETS} with stems {tuple(ZOO_STEMS)}, not {name!r} / {stem!r}"
+        )
     classes = ZOO_STEMS[stem][0]
     config = SNNConfig(tau_3x3=RESNET18_TAU, tau_1x1=RESNET18_TAU, binary_act=binary, seed=seed)
     model = build_model(name, classes, CIFAR_CHANNELS, config, stem=stem, seed=seed).eval()
@@ -117,7 +119,9 @@ def build_resnet18(binary, out_dir, seed=0):
         plain convs, eval mode) and the path of its ONNX file, as a string.
     """
     config = SNNConfig(tau_3x3=RESNET18_TAU, tau_1x1=RESNET18_TAU, binary_act=binary, seed=seed)
-    model = build_model(RESNET18, CIFAR_CLASSES, CIFAR_CHANNELS, config, stem=RESNET18_STEM, seed=seed).eval()
+    model = build_model(
+        RESNET18, CIFAR_CLASSES, CIFAR_CHANNELS, config, stem=RESNET18_STEM, seed=seed
+    ).eval()
     path = _export(model, out_dir, SNN_A1_NAME if binary else SNN_A32_NAME)
     return convert(model).eval(), path
 

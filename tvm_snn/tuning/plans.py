@@ -7,6 +7,7 @@
   of them), and what was chosen is kept for the report.
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 import tvm
@@ -70,6 +71,34 @@ class KernelChoice:
     hand_ms: float | None
     chosen_ms: float | None
     plan: str
+
+    def to_json(self):
+        """A JSON-ready dict (the artifact manifest keeps the choices)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data):
+        """Rebuild from :meth:`to_json`.
+
+        Raises
+        ------
+        TuningError
+            When ``data`` is not such a dict.
+        """
+        names = [item.name for item in dataclasses.fields(cls)]
+        if not isinstance(data, dict) or sorted(data) != sorted(names):
+            raise TuningError(f"a kernel choice has the fields {names}, got {data!r}")
+        numbers = all(
+            data[k] is None or isinstance(data[k], (int, float)) for k in ("hand_ms", "chosen_ms")
+        )
+        if not (
+            isinstance(data["label"], str)
+            and isinstance(data["tuned"], bool)
+            and isinstance(data["plan"], str)
+            and numbers
+        ):
+            raise TuningError(f"a kernel choice has fields of the wrong types: {data!r}")
+        return cls(**data)
 
 
 class DatabasePlans:
