@@ -22,13 +22,12 @@ import json
 import os
 import tempfile
 import time
-import warnings
 
 import numpy as np
 import onnx
 from bench_layers import SHAPES, subbit_weight
 from bench_models import MODELS
-from peers import RESULTS_DIR, bnn_runner, conv_onnx, machine, ort_runner, write_results
+from peers import RESULTS_DIR, bnn_runner, conv_onnx, machine, ort_runner, pyplot, write_results
 
 import tvm_snn
 from tvm_snn.benchmarking import time_peers
@@ -54,7 +53,11 @@ def run_layer(channels, size, activation, trials, folder):
     tune_s = time.perf_counter() - start
     hand = tvm_snn.compile(model)
     tuned = tvm_snn.compile(model, tuning_db=work_dir)
-    runners = {"hand": lambda: hand(x), "tuned": lambda: tuned(x), "onnxruntime": ort_runner(model, x)}
+    runners = {
+        "hand": lambda: hand(x),
+        "tuned": lambda: tuned(x),
+        "onnxruntime": ort_runner(model, x),
+    }
     if binary:
         runners["bnn"] = bnn_runner(weight, x, "x86")
     stats = time_peers(runners, repeat=TUNING_ROUNDS)
@@ -68,8 +71,12 @@ def run_layer(channels, size, activation, trials, folder):
         "curve": result.curve,
         "median_ms": ms,
         "tuned_over_hand": ms["hand"] / ms["tuned"],
-        "ratios_tuned": {peer: ms[peer] / ms["tuned"] for peer in ms if peer not in ("hand", "tuned")},
-        "ratios_hand": {peer: ms[peer] / ms["hand"] for peer in ms if peer not in ("hand", "tuned")},
+        "ratios_tuned": {
+            peer: ms[peer] / ms["tuned"] for peer in ms if peer not in ("hand", "tuned")
+        },
+        "ratios_hand": {
+            peer: ms[peer] / ms["hand"] for peer in ms if peer not in ("hand", "tuned")
+        },
         "tasks": [task.__dict__ for task in result.tasks],
     }
 
@@ -92,7 +99,8 @@ def run(key, binary, trials, folder):
     hand = tvm_snn.compile(model)
     tuned = tvm_snn.compile(model, tuning_db=work_dir)
     stats = time_peers(
-        {"hand": lambda: hand(x), "tuned": lambda: tuned(x), "onnxruntime": ort_runner(model, x)}, repeat=TUNING_ROUNDS
+        {"hand": lambda: hand(x), "tuned": lambda: tuned(x), "onnxruntime": ort_runner(model, x)},
+        repeat=TUNING_ROUNDS,
     )
     ms = {peer: s["median_ms"] for peer, s in stats.items()}
     snn_hand, snn_best = kind_curve(result, SNN_KINDS)
@@ -104,7 +112,12 @@ def run(key, binary, trials, folder):
         "tune_s": tune_s,
         "trials_per_minute": result.trials_per_minute,
         "curve": result.curve,
-        "kernels_ms": {"snn_hand": snn_hand, "snn_tuned": snn_best, "dense_hand": dense_hand, "dense_tuned": dense_best},
+        "kernels_ms": {
+            "snn_hand": snn_hand,
+            "snn_tuned": snn_best,
+            "dense_hand": dense_hand,
+            "dense_tuned": dense_best,
+        },
         "median_ms": ms,
         "tuned_over_hand": ms["hand"] / ms["tuned"],
         "tuned_vs_onnxruntime": ms["onnxruntime"] / ms["tuned"],
@@ -116,13 +129,7 @@ def run(key, binary, trials, folder):
 
 def plot_curves(rows, name):
     """Model kernel time against trials, one line per model."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for row in rows:
         # The kernel time grows while the hand plans are measured; the curve starts once all are.
@@ -130,7 +137,11 @@ def plot_curves(rows, name):
         first = max(range(len(curve)), key=lambda i: curve[i]["model_ms"])
         trials = [point["trials"] for point in curve[first:]]
         model_ms = [point["model_ms"] for point in curve[first:]]
-        label = f"{row['model']} {row['wa']}" if "model" in row else f"{row['layer']} {row['activation']}"
+        label = (
+            f"{row['model']} {row['wa']}"
+            if "model" in row
+            else f"{row['layer']} {row['activation']}"
+        )
         ax.plot(trials, model_ms, marker=".", label=label)
     ax.set_xlabel("trials (from the last hand plan measured)")
     ax.set_ylabel("kernel time at the best plans (ms)")
@@ -147,10 +158,16 @@ def plot_curves(rows, name):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=DEFAULT_TRIALS)
-    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=["cifar-resnet18", "imagenet-resnet18"])
+    parser.add_argument(
+        "--models", nargs="+", choices=list(MODELS), default=["cifar-resnet18", "imagenet-resnet18"]
+    )
     parser.add_argument("--name", default=None, help="results file name")
-    parser.add_argument("--layers", action="store_true", help="ResNet-18's 3x3 layer shapes instead of models")
-    parser.add_argument("--replot", action="store_true", help="only redraw the PNG from results/<name>.json")
+    parser.add_argument(
+        "--layers", action="store_true", help="ResNet-18's 3x3 layer shapes instead of models"
+    )
+    parser.add_argument(
+        "--replot", action="store_true", help="only redraw the PNG from results/<name>.json"
+    )
     args = parser.parse_args(argv)
     if args.replot:
         name = args.name or ("bench_tuning_layers" if args.layers else "bench_tuning")
@@ -175,7 +192,11 @@ def main(argv=None):
                     f"(hand {row['hand_vs_onnxruntime']:.2f}x)",
                     flush=True,
                 )
-    print("wrote", write_results(args.name, {"machine": machine(), "rows": rows}), plot_curves(rows, args.name))
+    print(
+        "wrote",
+        write_results(args.name, {"machine": machine(), "rows": rows}),
+        plot_curves(rows, args.name),
+    )
 
 
 def main_layers(args):
@@ -196,7 +217,9 @@ def main_layers(args):
                     f"tuned/hand {row['tuned_over_hand']:.2f}x; against {ratios}",
                     flush=True,
                 )
-    print("wrote", write_results(name, {"machine": machine(), "rows": rows}), plot_curves(rows, name))
+    print(
+        "wrote", write_results(name, {"machine": machine(), "rows": rows}), plot_curves(rows, name)
+    )
 
 
 if __name__ == "__main__":

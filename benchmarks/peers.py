@@ -38,15 +38,23 @@ def conv_onnx(weight, shape, padding, stride=1, binary=False):
     if binary:
         nodes.append(helper.make_node("Sign", ["x"], ["s"]))
         source = "s"
-    nodes.append(helper.make_node("Conv", [source, "w"], ["y"], pads=[padding] * 4, strides=[stride] * 2))
+    nodes.append(
+        helper.make_node("Conv", [source, "w"], ["y"], pads=[padding] * 4, strides=[stride] * 2)
+    )
     graph = helper.make_graph(
         nodes,
         "conv",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [shape[0], weight.shape[0], *out_hw])],
+        [
+            helper.make_tensor_value_info(
+                "y", TensorProto.FLOAT, [shape[0], weight.shape[0], *out_hw]
+            )
+        ],
         [numpy_helper.from_array(weight, "w")],
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], ir_version=MAX_IR_VERSION)
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], ir_version=MAX_IR_VERSION
+    )
 
 
 def ort_runner(model, x):
@@ -123,15 +131,20 @@ def write_results(name, payload):
     return path
 
 
-def plot_ratios(name, labels, series, title):
-    """Bar chart of speed-up ratios (peer time / ours), one bar group per label."""
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (its import warnings silenced)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+    return plt
 
+
+def plot_ratios(name, labels, series, title):
+    """Bar chart of speed-up ratios (peer time / ours), one bar group per label."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(6, len(labels) * 0.6), 4))
     width = 0.8 / max(len(series), 1)
     for i, (peer, values) in enumerate(series.items()):

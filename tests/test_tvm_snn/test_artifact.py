@@ -97,24 +97,26 @@ def test_garbage_library_with_matching_manifest_is_refused(host_artifact, tmp_pa
     ],
 )
 def test_manifest_with_a_bad_tuning_entry_is_refused(host_artifact, tmp_path, tuning):
-    dest = _copy(host_artifact[1], tmp_path)
+    with pytest.raises(ArtifactError, match="tuning"):
+        tvm_snn.load(_with_manifest_entry(host_artifact[1], tmp_path, "tuning", tuning))
+
+
+def _with_manifest_entry(path, tmp_path, key, value):
+    """A copy of the artifact whose manifest has ``key`` set to ``value``."""
+    dest = _copy(path, tmp_path)
     manifest = json.loads(open(manifest_path(dest)).read())
-    manifest["tuning"] = tuning
+    manifest[key] = value
     with open(manifest_path(dest), "w") as handle:
         json.dump(manifest, handle)
-    with pytest.raises(ArtifactError, match="tuning"):
-        tvm_snn.load(dest)
+    return dest
 
 
 @pytest.mark.parametrize("unaligned", ["x", ["not-an-input"], [3]])
 def test_manifest_with_bad_unaligned_inputs_is_refused(host_artifact, tmp_path, unaligned):
-    dest = _copy(host_artifact[1], tmp_path)
-    manifest = json.loads(open(manifest_path(dest)).read())
-    manifest["unaligned_inputs"] = unaligned
-    with open(manifest_path(dest), "w") as handle:
-        json.dump(manifest, handle)
     with pytest.raises(ArtifactError, match="unaligned_inputs"):
-        tvm_snn.load(dest)
+        tvm_snn.load(
+            _with_manifest_entry(host_artifact[1], tmp_path, "unaligned_inputs", unaligned)
+        )
 
 
 def test_manifest_keeps_the_inputs_read_in_place(host_artifact):
