@@ -27,7 +27,16 @@ import numpy as np
 import onnx
 from bench_layers import SHAPES, subbit_weight
 from bench_models import MODELS
-from peers import RESULTS_DIR, bnn_runner, conv_onnx, machine, ort_runner, pyplot, write_results
+from peers import (
+    RESULTS_DIR,
+    bnn_runner,
+    conv_onnx,
+    machine,
+    ort_runner,
+    pyplot,
+    save_figure,
+    write_results,
+)
 
 import tvm_snn
 from tvm_snn.benchmarking import time_peers
@@ -148,11 +157,7 @@ def plot_curves(rows, name):
     ax.set_yscale("log")
     ax.set_title("tvm_snn.tune: best model kernel time against trials")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = os.path.join(RESULTS_DIR, f"{name}.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, name)
 
 
 def main(argv=None):

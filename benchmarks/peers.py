@@ -142,6 +142,15 @@ def pyplot():
     return plt
 
 
+def save_figure(fig, name):
+    """Write ``fig`` to ``benchmarks/results/<name>.png`` and close it; return the path."""
+    fig.tight_layout()
+    path = os.path.join(RESULTS_DIR, f"{name}.png")
+    fig.savefig(path, dpi=120)
+    pyplot().close(fig)
+    return path
+
+
 def plot_ratios(name, labels, series, title):
     """Bar chart of speed-up ratios (peer time / ours), one bar group per label."""
     plt = pyplot()
@@ -156,8 +165,4 @@ def plot_ratios(name, labels, series, title):
     ax.set_yscale("log")
     ax.set_title(title)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = os.path.join(RESULTS_DIR, f"{name}.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, name)

@@ -1,6 +1,9 @@
-"""One helper for the passes that replace Relax calls by kernel calls (LowerDenseConv, LowerDenseMatmul)."""
+"""Helpers for the passes that replace Relax calls by kernel calls (LowerDenseConv, LowerDenseMatmul, LowerMaxPool)."""
 
+import tvm
 from tvm import relax
+
+from schedules.tir_build import FLOAT_DTYPE
 
 NO_DILATION = (1, 1)  # a conv's or a pool's dilation attribute when it has none
 
@@ -15,6 +18,23 @@ class _CallLowerer(relax.PyExprMutator):
         call = super().visit_call_(call)
         lowered = self.lower(call, self.builder_)
         return call if lowered is None else lowered
+
+
+def static_float_shape(expr, rank=None):
+    """The shape of ``expr`` as Python ints when it is a float32 tensor of static shape (of ``rank`` dims), else None."""
+    ty = expr.ty
+    if (
+        not isinstance(ty, relax.TensorType)
+        or ty.dtype != FLOAT_DTYPE
+        or not isinstance(ty.shape, relax.ShapeExpr)
+    ):
+        return None
+    dims = ty.shape.values
+    if (rank is not None and len(dims) != rank) or any(
+        not isinstance(d, tvm.tirx.IntImm) for d in dims
+    ):
+        return None
+    return int_tuple(dims)
 
 
 def int_tuple(values):

@@ -24,11 +24,11 @@ import tvm
 from tvm import relax
 from tvm.relax.dpl import is_const, is_op, wildcard
 
-from relay_passes.call_lowering import NO_DILATION, int_tuple, lower_calls
+from relay_passes.call_lowering import NO_DILATION, int_tuple, lower_calls, static_float_shape
 from relay_passes.lower_dense_matmul import LowerDenseMatmul
 from relay_passes.lower_dense_pool import LowerMaxPool
 from relay_passes.lower_subbit_conv import ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE
-from relay_passes.plan_choice import HAND_PLANS, plan_task
+from relay_passes.plan_choice import HAND_PLANS, built_with_chosen_plan, plan_task
 from relay_passes.subbit_analysis import CONV_OP
 from schedules.cpu import CpuSpec
 from schedules.dense_conv import DENSE_BLOCK_OUT, DenseConvGeometry, build_dense_conv
@@ -56,21 +56,12 @@ def dense_geometry(call):
         return None
     if int_tuple(attrs.dilation) != NO_DILATION or attrs.out_dtype not in (None, "", FLOAT_DTYPE):
         return None
-    ty = data.ty
-    if (
-        not isinstance(ty, relax.TensorType)
-        or ty.dtype != FLOAT_DTYPE
-        or not isinstance(ty.shape, relax.ShapeExpr)
-    ):
-        return None
-    if (
-        any(not isinstance(d, tvm.tirx.IntImm) for d in ty.shape.values)
-        or str(weight.value.dtype) != FLOAT_DTYPE
-    ):
+    data_shape = static_float_shape(data)
+    if data_shape is None or str(weight.value.dtype) != FLOAT_DTYPE:
         return None
     top, left, bottom, right = int_tuple(attrs.padding)
     return DenseConvGeometry(
-        data_shape=int_tuple(ty.shape.values),
+        data_shape=data_shape,
         weight_shape=int_tuple(weight.value.shape),
         strides=int_tuple(attrs.strides),
         padding=(top, left, bottom, right),
@@ -98,13 +89,12 @@ def _lower(cpu, plans):
         if geometry is None:
             return None
         weight = call.args[1].value.numpy()
-        kernel = build_dense_conv(
-            geometry, DenseConvPlan.default(geometry, geometry.data_shape, cpu), weight
+        kernel = built_with_chosen_plan(
+            plans,
+            DenseConvPlan.default(geometry, geometry.data_shape, cpu),
+            lambda plan: build_dense_conv(geometry, plan, weight),
+            lambda default: dense_conv_task(geometry, weight, cpu, default),
         )
-        if plans is not HAND_PLANS:
-            plan = plans.choose(dense_conv_task(geometry, weight, cpu, kernel))
-            if plan != kernel.plan:
-                kernel = build_dense_conv(geometry, plan, weight)
         func = kernel.func.without_attr("global_symbol").with_attr(
             ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE
         )

@@ -20,9 +20,9 @@ import tvm
 from tvm import relax
 from tvm.relax.dpl import is_const, is_op, wildcard
 
-from relay_passes.call_lowering import lower_calls
+from relay_passes.call_lowering import lower_calls, static_float_shape
 from relay_passes.lower_subbit_conv import ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE
-from relay_passes.plan_choice import HAND_PLANS, plan_task
+from relay_passes.plan_choice import HAND_PLANS, built_with_chosen_plan, plan_task
 from schedules.cpu import CpuSpec
 from schedules.dense_matmul import (
     MATMUL_BLOCK_OUT,
@@ -43,15 +43,8 @@ def matmul_geometry(call):
     if not DENSE_MATMUL_PATTERN.match(call):
         return None
     data, weight = call.args
-    ty = data.ty
-    if (
-        not isinstance(ty, relax.TensorType)
-        or ty.dtype != FLOAT_DTYPE
-        or not isinstance(ty.shape, relax.ShapeExpr)
-    ):
-        return None
-    shape = ty.shape.values
-    if len(shape) != _MATRIX_RANK or any(not isinstance(d, tvm.tirx.IntImm) for d in shape):
+    shape = static_float_shape(data, _MATRIX_RANK)
+    if shape is None:
         return None
     if (
         call.attrs.out_dtype not in (None, "", FLOAT_DTYPE)
@@ -59,9 +52,9 @@ def matmul_geometry(call):
     ):
         return None
     weight_shape = tuple(int(d) for d in weight.value.shape)
-    if len(weight_shape) != _MATRIX_RANK or weight_shape[0] != int(shape[1]):
+    if len(weight_shape) != _MATRIX_RANK or weight_shape[0] != shape[1]:
         return None
-    return DenseMatmulGeometry(rows=int(shape[0]), depth=weight_shape[0], columns=weight_shape[1])
+    return DenseMatmulGeometry(rows=shape[0], depth=weight_shape[0], columns=weight_shape[1])
 
 
 def matmul_task(geometry, weight, cpu, default_kernel):
@@ -83,11 +76,12 @@ def _lower(cpu, plans):
         if geometry is None:
             return None
         weight = call.args[1].value.numpy()
-        kernel = build_dense_matmul(geometry, DenseMatmulPlan.default(geometry, None, cpu), weight)
-        if plans is not HAND_PLANS:
-            plan = plans.choose(matmul_task(geometry, weight, cpu, kernel))
-            if plan != kernel.plan:
-                kernel = build_dense_matmul(geometry, plan, weight)
+        kernel = built_with_chosen_plan(
+            plans,
+            DenseMatmulPlan.default(geometry, None, cpu),
+            lambda plan: build_dense_matmul(geometry, plan, weight),
+            lambda default: matmul_task(geometry, weight, cpu, default),
+        )
         func = kernel.func.without_attr("global_symbol").with_attr(
             ATTR_OP_PATTERN, OP_PATTERN_OUT_ELEMWISE_FUSABLE
         )

@@ -15,7 +15,7 @@ Other pools stay on TVM's legalization and the generic fallback schedule.
 import tvm
 from tvm import relax
 
-from relay_passes.call_lowering import NO_DILATION, int_tuple, lower_calls
+from relay_passes.call_lowering import NO_DILATION, int_tuple, lower_calls, static_float_shape
 from relay_passes.lower_subbit_conv import ATTR_OP_PATTERN, OP_PATTERN_OPAQUE
 from schedules.dense_conv import NCHW_RANK
 from schedules.dense_pool import PoolGeometry, build_max_pool
@@ -40,19 +40,12 @@ def pool_geometry(call):
         return None
     if int_tuple(attrs.dilation) != NO_DILATION:
         return None
-    ty = call.args[0].ty
-    if (
-        not isinstance(ty, relax.TensorType)
-        or ty.dtype != FLOAT_DTYPE
-        or not isinstance(ty.shape, relax.ShapeExpr)
-    ):
-        return None
-    shape = ty.shape.values
-    if len(shape) != NCHW_RANK or any(not isinstance(d, tvm.tirx.IntImm) for d in shape):
+    shape = static_float_shape(call.args[0], NCHW_RANK)
+    if shape is None:
         return None
     try:  # the kernel's own checks: padding less than a window, a window inside the padded input
         return PoolGeometry(
-            int_tuple(shape),
+            shape,
             int_tuple(attrs.pool_size),
             int_tuple(attrs.strides),
             int_tuple(attrs.padding),

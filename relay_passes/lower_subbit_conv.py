@@ -40,7 +40,7 @@ from relay_passes.detect_subbit_conv import (
 )
 from relay_passes.ir_module import rebuilt
 from relay_passes.layer_records import ATTR_REPORT, conv_from_attrs, updated_record
-from relay_passes.plan_choice import HAND_PLANS, plan_task
+from relay_passes.plan_choice import HAND_PLANS, built_with_chosen_plan, plan_task
 from relay_passes.subbit_analysis import is_sign
 from schedules import kernels
 from schedules.cpu import CpuSpec
@@ -94,11 +94,12 @@ def subbit_task(conv, shape, cpu, default_kernel):
 
 def _chosen_kernel(conv, shape, cpu, plans):
     """The unscheduled kernel built with the plan ``plans`` chooses (the hand plan by default)."""
-    kernel = kernels.build(conv, shape, kernels.select_plan(conv, shape, cpu))
-    if plans is HAND_PLANS:
-        return kernel
-    plan = plans.choose(subbit_task(conv, shape, cpu, kernel))
-    return kernel if plan == kernel.plan else kernels.build(conv, shape, plan)
+    return built_with_chosen_plan(
+        plans,
+        kernels.select_plan(conv, shape, cpu),
+        lambda plan: kernels.build(conv, shape, plan),
+        lambda kernel: subbit_task(conv, shape, cpu, kernel),
+    )
 
 
 @relax.expr_functor.mutator

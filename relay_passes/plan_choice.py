@@ -111,6 +111,26 @@ def plan_task(label, kernel, plan_block, geometry, data_shape, cpu, build_schedu
     )
 
 
+def built_with_chosen_plan(plans, default_plan, build, task_of):
+    """``build(plan)`` with the plan ``plans`` chooses; the hand plans build once, without a task.
+
+    Parameters
+    ----------
+    plans : object
+        A ``plans`` object (:class:`HandPlans` or a tuner's).
+    default_plan : schedules.plan.Plan
+    build : callable
+        ``plan -> kernel`` (unscheduled, with ``.plan`` and ``.func``).
+    task_of : callable
+        ``kernel built with the default plan -> KernelTask``.
+    """
+    kernel = build(default_plan)
+    if plans is HAND_PLANS:
+        return kernel
+    plan = plans.choose(task_of(kernel))
+    return kernel if plan == kernel.plan else build(plan)
+
+
 class HandPlans:
     """The default ``plans`` object: every kernel takes its hand-chosen plan and schedule."""
 
