@@ -3,13 +3,14 @@
 For each model of the zoo (``--models``; CIFAR and ImageNet ResNet-18 at
 0.56/32 and 0.56/1 by default), or with ``--layers`` for each of ResNet-18's
 3x3 layer shapes (``bench_layers``'s one-conv graphs, tau = 5, float and
-binary, batch 1; our BNN kernel joins the peers on binary layers),
+binary, batch 1 or ``--batch``; our BNN kernel joins the peers on binary layers),
 ``tvm_snn.tune`` runs ``--trials`` trials in
 a fresh work dir (with its defaults: the local runner, 2 threads). The curve
 is the model's kernel time at the best plans so far (sum over kernels of
 calls x best time), with the sub-bit kernels and the dense convs apart.
 Then the hand-scheduled model, the tuned model (``compile(tuning_db=)``) and
-ONNX Runtime are timed side by side, in this process, in blocks, batch 1.
+ONNX Runtime are timed side by side, in this process, in blocks (batch 1 for
+the models).
 
 Prints the trial rate and ratios; writes ``results/bench_tuning.json`` and
 ``results/bench_tuning.png`` (the curves).
@@ -49,10 +50,10 @@ LAYER_TAU = 5
 LAYER_TRIALS = 48  # per layer: one task, so its hand plan and five rounds
 
 
-def run_layer(channels, size, activation, trials, folder):
+def run_layer(channels, size, activation, trials, folder, batch=1):
     """Tune one sub-bit conv layer; time hand, tuned, ONNX Runtime (and our BNN kernel on binary layers)."""
     weight = subbit_weight(channels, LAYER_TAU, seed=channels + LAYER_TAU)
-    shape = (1, channels, size, size)
+    shape = (batch, channels, size, size)
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     binary = activation == "binary"
     model = conv_onnx(weight, shape, padding=1, binary=binary)
@@ -74,6 +75,7 @@ def run_layer(channels, size, activation, trials, folder):
     return {
         "layer": f"{channels}x{size}",
         "activation": activation,
+        "batch": batch,
         "trials": trials,
         "tune_s": tune_s,
         "trials_per_minute": result.trials_per_minute,
@@ -170,12 +172,13 @@ def main(argv=None):
     parser.add_argument(
         "--layers", action="store_true", help="ResNet-18's 3x3 layer shapes instead of models"
     )
+    parser.add_argument("--batch", type=int, default=1, help="the layers' batch (with --layers)")
     parser.add_argument(
         "--replot", action="store_true", help="only redraw the PNG from results/<name>.json"
     )
     args = parser.parse_args(argv)
     if args.replot:
-        name = args.name or ("bench_tuning_layers" if args.layers else "bench_tuning")
+        name = args.name or (layers_name(args.batch) if args.layers else "bench_tuning")
         with open(os.path.join(RESULTS_DIR, f"{name}.json")) as handle:
             print("wrote", plot_curves(json.load(handle)["rows"], name))
         return None
@@ -204,21 +207,26 @@ def main(argv=None):
     )
 
 
+def layers_name(batch):
+    """The layers' results file name: ``bench_tuning_layers``, with ``_b<batch>`` past batch 1."""
+    return "bench_tuning_layers" if batch == 1 else f"bench_tuning_layers_b{batch}"
+
+
 def main_layers(args):
     trials = args.trials if args.trials != DEFAULT_TRIALS else LAYER_TRIALS
-    name = args.name or "bench_tuning_layers"
+    name = args.name or layers_name(args.batch)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for activation in ("float", "binary"):
             for channels, size in SHAPES:
-                row = run_layer(channels, size, activation, trials, folder)
+                row = run_layer(channels, size, activation, trials, folder, args.batch)
                 rows.append(row)
                 ratios = ", ".join(
                     f"{peer} {row['ratios_tuned'][peer]:.2f}x (hand {row['ratios_hand'][peer]:.2f}x)"
                     for peer in row["ratios_tuned"]
                 )
                 print(
-                    f"{row['layer']} {activation}: {trials} trials in {row['tune_s']:.0f} s; "
+                    f"{row['layer']} {activation} b{args.batch}: {trials} trials in {row['tune_s']:.0f} s; "
                     f"tuned/hand {row['tuned_over_hand']:.2f}x; against {ratios}",
                     flush=True,
                 )
