@@ -38,13 +38,23 @@ def _parse_shape(text):
 def _cmd_compile(args):
     import tvm_snn
 
+    if args.output is None and args.standalone is None:
+        raise InputError("give -o ARTIFACT.so, --standalone DIR, or both")
     model, examples = _load_model_file(args.model, args.input_shape)
     cm = tvm_snn.compile(
         model, target=args.target, example_inputs=examples, tuning_db=args.tuning_db
     )
     print(cm.report())
-    cm.export_library(args.output)
-    print(f"wrote {args.output}")
+    if args.output is not None:
+        cm.export_library(args.output)
+        print(f"wrote {args.output}")
+    if args.standalone is not None:
+        artifact = cm.export_standalone(args.standalone)
+        print(
+            f"wrote {artifact.folder}: {artifact.program} ({artifact.program_bytes} bytes, "
+            f"{artifact.steps} kernel calls, activations {artifact.arena_bytes} bytes planned "
+            f"of {artifact.unplanned_bytes}, weights {artifact.weight_bytes} bytes)"
+        )
 
 
 def _parse_address(text):
@@ -140,7 +150,12 @@ def build_parser():
         "--target", default="x86", help='preset (x86, aarch64, pynq) or "llvm -mcpu=..." string'
     )
     comp.add_argument(
-        "-o", "--output", required=True, help="artifact path (.so); a manifest is written beside it"
+        "-o", "--output", help="artifact path (.so); a manifest is written beside it"
+    )
+    comp.add_argument(
+        "--standalone",
+        metavar="DIR",
+        help="also (or only) write the model as a C program on libc to DIR, and build it",
     )
     comp.add_argument(
         "--input-shape",

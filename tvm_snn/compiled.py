@@ -18,7 +18,13 @@ from tvm import relax
 
 from relay_passes.report import LayerReport, format_table
 from tvm_snn.benchmarking import time_interleaved
-from tvm_snn.errors import ArtifactError, InputError, NotRunnableError, TuningError
+from tvm_snn.errors import (
+    ArtifactError,
+    InputError,
+    NotRunnableError,
+    StandaloneError,
+    TuningError,
+)
 from tvm_snn.importers import InputSpec
 from tvm_snn.target import runs_on_host, target_arch
 from tvm_snn.threads import default_threads, running_on
@@ -92,6 +98,10 @@ class CompiledModel:
     tuning : sequence of tvm_snn.tuning.plans.KernelChoice, optional
         Per tunable kernel, when compiled with a ``tuning_db``: tuned or hand
         plan, and the measured times of each.
+    scheduled : tvm.IRModule, optional
+        The scheduled Relax module the code was built from (kept by
+        :func:`tvm_snn.compile`, not by :func:`load`): what
+        :meth:`export_standalone` turns into a C program.
 
     Notes
     -----
@@ -102,7 +112,15 @@ class CompiledModel:
     """
 
     def __init__(
-        self, module, target, inputs, layers, metadata_problems=(), unaligned_inputs=(), tuning=()
+        self,
+        module,
+        target,
+        inputs,
+        layers,
+        metadata_problems=(),
+        unaligned_inputs=(),
+        tuning=(),
+        scheduled=None,
     ):
         self._module = module
         self.target = dict(target)
@@ -112,6 +130,7 @@ class CompiledModel:
         self.metadata_problems = list(metadata_problems)
         self.unaligned_inputs = tuple(unaligned_inputs)
         self.tuning = list(tuning)
+        self._scheduled = scheduled
         self._vm = None
         self._staging = [None] * len(
             self.inputs
@@ -307,6 +326,39 @@ class CompiledModel:
         with open(manifest_path(path), "w") as handle:
             json.dump(manifest, handle, indent=2)
         return path
+
+
+    def export_standalone(self, folder, build=True):
+        """Write the model as a C program that needs only libc (see :mod:`tvm_snn.deploy.standalone`).
+
+        Parameters
+        ----------
+        folder : str or Path
+            A new or empty folder.
+        build : bool
+            Build it at once with this target's gcc (Debian's cross gcc for ARM).
+
+        Returns
+        -------
+        tvm_snn.deploy.standalone.StandaloneArtifact
+
+        Raises
+        ------
+        StandaloneError
+            The model was loaded from an artifact (which keeps no IR), or has
+            control flow, dynamic shapes or an op the driver cannot run, or
+            the build failed.
+        """
+        from tvm_snn.deploy.standalone import export_standalone
+
+        if self._scheduled is None:
+            raise StandaloneError(
+                "this model was loaded from an artifact, which keeps no IR; "
+                "compile it with tvm_snn.compile to export it standalone"
+            )
+        names = ", ".join(f"{spec.name}{list(spec.shape)}" for spec in self.inputs)
+        title = f"{self.arch} model of input(s) {names}"
+        return export_standalone(self._scheduled, self._module, self.target, folder, title, build)
 
 
 def read_manifest(path):

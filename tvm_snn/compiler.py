@@ -69,4 +69,6 @@ def compile(model, target="x86", example_inputs=None, tuning_db=None, snn_policy
         raise CompileError(f"TVM failed to build the model for {spec}: {err}") from err
     problems = cross_check(layers, entries) if entries else []
     tuning = [] if plans is None else list(plans.choices.values())
-    return CompiledModel(executable, spec, inputs, layers, problems, unaligned, tuning)
+    return CompiledModel(
+        executable, spec, inputs, layers, problems, unaligned, tuning, scheduled=mod
+    )

@@ -63,3 +63,11 @@ class QemuRunError(SNNError):
 
 class TuningError(SNNError):
     """A tuning run or its database cannot be used: corrupt, truncated, or made for another model or target."""
+
+
+class StandaloneError(SNNError):
+    """A model cannot become a standalone program (control flow, dynamic shapes, an op the driver cannot run), or its build or run failed."""
+
+
+class DeployError(SNNError):
+    """Deployment to a board failed: no server, a wrong key or architecture, a timeout, or outputs that do not match."""

@@ -34,6 +34,25 @@ def cross_compiler(arch):
     return path
 
 
+HOST_COMPILER = "gcc"
+
+
+def c_compiler(arch):
+    """Return the C compiler that builds a program for ``arch``: gcc on x86, else the cross gcc.
+
+    Raises
+    ------
+    ToolchainError
+        When it is not installed.
+    """
+    if arch != "x86_64":
+        return cross_compiler(arch)
+    path = shutil.which(HOST_COMPILER)
+    if path is None:
+        raise ToolchainError(f"{HOST_COMPILER} is not installed; install the Debian package gcc")
+    return path
+
+
 def fcompile_for(arch):
     """Return an ``export_library`` compile function for ``arch``, or None on the host."""
     if arch == "x86_64":

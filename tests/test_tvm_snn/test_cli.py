@@ -49,6 +49,24 @@ def test_compile_run_bench(onnx_path, tmp_path, capsys):
     assert stats["repeat"] == 3 and stats["median_ms"] > 0
 
 
+def test_compile_standalone_then_run_the_program(onnx_path, tmp_path, capsys):
+    folder = tmp_path / "standalone"
+    assert cli.main(["compile", str(onnx_path), "--standalone", str(folder)]) == 0
+    assert f"wrote {folder}" in capsys.readouterr().out
+    x = np.random.default_rng(0).standard_normal((1, 4, 12, 12)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    subprocess.run(
+        [str(folder / "snn_model"), "-t", "2", str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
+        check=True,
+    )
+    import tvm_snn
+
+    expected = tvm_snn.compile(str(onnx_path))(x)
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), expected)
+    assert cli.main(["compile", str(onnx_path)]) == cli.EXIT_USER_ERROR
+    assert "give -o ARTIFACT.so, --standalone DIR" in capsys.readouterr().err
+
+
 def test_user_errors_exit_2_with_the_error_name(onnx_path, tmp_path, capsys):
     code = cli.main(
         ["compile", str(onnx_path), "--target", "llvm -nope=1", "-o", str(tmp_path / "m.so")]

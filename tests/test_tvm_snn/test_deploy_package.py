@@ -1,4 +1,4 @@
-"""The qemu runner's C sources are package data, so a wheel install builds the harness too."""
+"""The C sources (the qemu harness, the standalone driver) are package data, so a wheel install builds them too."""
 
 import configparser
 import fnmatch
@@ -10,7 +10,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-from tvm_snn.deploy.harness import SOURCE_FOLDER, SOURCE_PACKAGE, SOURCES, source_files
+from tvm_snn.deploy.harness import SOURCES as HARNESS_SOURCES
+from tvm_snn.deploy.sources import C_SOURCES, SOURCE_FOLDER, SOURCE_PACKAGE, source_files
+from tvm_snn.deploy.standalone import COPIED_SOURCES
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = REPO / Path(*SOURCE_PACKAGE.split("."))
@@ -22,10 +24,11 @@ BUILD_TIMEOUT_S = 300
 
 def test_sources_are_found_as_package_data():
     folder = importlib.resources.files(SOURCE_PACKAGE) / SOURCE_FOLDER
-    for name in SOURCES:
+    assert set(HARNESS_SOURCES) | set(COPIED_SOURCES) == set(C_SOURCES)
+    for name in C_SOURCES:
         assert (folder / name).is_file(), name
-    sources = source_files()
-    assert sorted(sources) == sorted(SOURCES)
+    sources = source_files(C_SOURCES)
+    assert sorted(sources) == sorted(C_SOURCES)
     for name, source in sources.items():
         assert source.read_bytes() == (folder / name).read_bytes()
     assert b"__tvm_ffi_" in sources["harness.c"].read_bytes()
@@ -44,7 +47,7 @@ def test_setup_cfg_declares_every_source():
             for pattern in patterns
         )
     }
-    assert shipped == {f"{SOURCE_FOLDER}/{name}" for name in SOURCES}
+    assert shipped == {f"{SOURCE_FOLDER}/{name}" for name in C_SOURCES}
 
 
 def test_the_runner_does_not_look_into_the_repo():
@@ -84,11 +87,14 @@ def _build_wheel(tmp_path):
 def test_a_wheel_install_builds_from_its_own_sources(tmp_path):
     wheel = _build_wheel(tmp_path)
     names = set(zipfile.ZipFile(wheel).namelist())
-    for name in SOURCES:
+    for name in C_SOURCES:
         assert f"tvm_snn/deploy/{SOURCE_FOLDER}/{name}" in names
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)  # a pure-Python wheel installs by unpacking
-    probe = "from tvm_snn.deploy.harness import source_files\nfor s in source_files().values(): print(s)"
+    probe = (
+        "from tvm_snn.deploy.sources import C_SOURCES, source_files\n"
+        "for s in source_files(C_SOURCES).values(): print(s)"
+    )
     env = {**os.environ, "PYTHONPATH": str(site)}
     done = subprocess.run(
         [sys.executable, "-c", probe],
@@ -99,6 +105,6 @@ def test_a_wheel_install_builds_from_its_own_sources(tmp_path):
         check=True,
     )
     paths = [Path(line) for line in done.stdout.split()]
-    assert [path.name for path in paths] == list(SOURCES)
+    assert [path.name for path in paths] == list(C_SOURCES)
     for path in paths:
         assert path.is_relative_to(site) and path.is_file(), path

@@ -1,15 +1,13 @@
 """Build the qemu runner's C harness with the Debian cross gcc.
 
-The harness (``csrc/harness.c``) and its stub FFI library (``csrc/ffi_stub.c``)
-are package data of :mod:`tvm_snn.deploy`, found with :mod:`importlib.resources`,
-so an installed wheel builds them as a source checkout does. A build is done
-once per arch and cached under :func:`tvm_snn.deploy.cache.cache_dir`, keyed
-by a hash of the sources, the compiler, the flags and the tvm-ffi version.
+The harness (``csrc/harness.c``, with the standalone driver's thread pool and
+back end, ``csrc/snn_runtime.c``) and its stub FFI library (``csrc/ffi_stub.c``)
+are package data of :mod:`tvm_snn.deploy` (:mod:`tvm_snn.deploy.sources`). A
+build is done once per arch and cached under :func:`tvm_snn.deploy.cache.cache_dir`,
+keyed by a hash of the sources, the compiler, the flags and the tvm-ffi version.
 """
 
-import contextlib
 import hashlib
-import importlib.resources
 import os
 import shutil
 import subprocess
@@ -20,14 +18,14 @@ from pathlib import Path
 from tvm_snn.deploy.archs import qemu_arch
 from tvm_snn.deploy.cache import cache_dir
 from tvm_snn.deploy.ffi_library import installed_ffi_version
+from tvm_snn.deploy.sources import copy_sources, ffi_include_dirs, source_files
 from tvm_snn.errors import ToolchainError
 from tvm_snn.toolchain import cross_compiler
 
-SOURCE_PACKAGE = "tvm_snn.deploy"
-SOURCE_FOLDER = "csrc"
 HARNESS_SOURCE = "harness.c"
+RUNTIME_SOURCE = "snn_runtime.c"
 FFI_STUB_SOURCE = "ffi_stub.c"
-SOURCES = (HARNESS_SOURCE, FFI_STUB_SOURCE)
+SOURCES = (HARNESS_SOURCE, RUNTIME_SOURCE, "snn_runtime.h", FFI_STUB_SOURCE)
 HARNESS_NAME = "harness"
 FFI_STUB_NAME = "ffi_stub.so"
 
@@ -45,36 +43,6 @@ class Harness:
 
     executable: Path
     ffi_stub: Path
-
-
-def source_files():
-    """Return the harness's C sources, by file name, as package resources.
-
-    Returns
-    -------
-    dict of str to importlib.resources.abc.Traversable
-
-    Raises
-    ------
-    ToolchainError
-        When a source is missing from the installed package.
-    """
-    folder = importlib.resources.files(SOURCE_PACKAGE) / SOURCE_FOLDER
-    sources = {name: folder / name for name in SOURCES}
-    missing = [name for name, source in sources.items() if not source.is_file()]
-    if missing:
-        raise ToolchainError(
-            f"the qemu harness sources {', '.join(missing)} are missing from the package data of "
-            f"{SOURCE_PACKAGE} ({SOURCE_FOLDER}/); reinstall tvm-snn"
-        )
-    return sources
-
-
-def _ffi_include_dirs():
-    import tvm_ffi.libinfo
-
-    dirs = [tvm_ffi.libinfo.find_include_path(), tvm_ffi.libinfo.find_dlpack_include_path()]
-    return list(dict.fromkeys(dirs))
 
 
 def _harness_key(compiler, sources):
@@ -96,28 +64,16 @@ def _run_compiler(command):
         raise ToolchainError(f"{command[0]} failed to build the qemu harness:\n{done.stderr}")
 
 
-def _compile_harness(compiler, sources, folder):
-    includes = [f"-I{path}" for path in _ffi_include_dirs()]
+def _compile_harness(compiler, folder):
+    includes = [f"-I{path}" for path in ffi_include_dirs()] + [f"-I{folder}"]
+    copy_sources(SOURCES, folder)
     exe, stub = folder / HARNESS_NAME, folder / FFI_STUB_NAME
-    with contextlib.ExitStack() as stack:
-        harness_c, stub_c = [
-            stack.enter_context(importlib.resources.as_file(sources[name])) for name in SOURCES
-        ]
-        _run_compiler(
-            [
-                compiler,
-                *C_FLAGS,
-                *includes,
-                *HARNESS_FLAGS,
-                "-o",
-                str(exe),
-                str(harness_c),
-                *LINK_LIBS,
-            ]
-        )
-        _run_compiler(
-            [compiler, *C_FLAGS, *includes, *STUB_FLAGS, "-o", str(stub), str(stub_c), *LINK_LIBS]
-        )
+    sources = [str(folder / HARNESS_SOURCE), str(folder / RUNTIME_SOURCE)]
+    _run_compiler(
+        [compiler, *C_FLAGS, *includes, *HARNESS_FLAGS, "-o", str(exe), *sources, *LINK_LIBS]
+    )
+    stub_c = str(folder / FFI_STUB_SOURCE)
+    _run_compiler([compiler, *C_FLAGS, *includes, *STUB_FLAGS, "-o", str(stub), stub_c, *LINK_LIBS])
 
 
 def build_harness(arch):
@@ -140,7 +96,7 @@ def build_harness(arch):
     """
     spec = qemu_arch(arch)
     compiler = cross_compiler(spec.name)
-    sources = source_files()
+    sources = source_files(SOURCES)
     folder = cache_dir() / f"harness-{spec.name}-{_harness_key(compiler, sources)}"
     harness = Harness(folder / HARNESS_NAME, folder / FFI_STUB_NAME)
     if harness.executable.is_file() and harness.ffi_stub.is_file():
@@ -148,7 +104,7 @@ def build_harness(arch):
     folder.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".build-"))
     try:
-        _compile_harness(compiler, sources, scratch)
+        _compile_harness(compiler, scratch)
         os.rename(scratch, folder)  # atomic: others see a complete build or none
     except OSError:
         if not harness.executable.is_file():  # else a concurrent build won the rename

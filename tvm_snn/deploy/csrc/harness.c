@@ -17,10 +17,12 @@
  * const TVMFFIAny *args, int32_t num_args, TVMFFIAny *result)`; each argument
  * is a TVMFFIAny of type kTVMFFIDLTensorPtr pointing at a CPU DLTensor.
  *
- * The harness plays the part of libtvm_runtime: it exports the TVMBackend*
- * functions (the executable is linked with -rdynamic) and stores their
- * addresses in the kernel's context pointers (__TVMBackendParallelLaunch, ...),
- * as tvm-ffi's library loader does when the TVM runtime is present.
+ * The harness plays the part of libtvm_runtime with the standalone driver's
+ * runtime (snn_runtime.c: a persistent pthread pool and malloc'd workspaces):
+ * it exports the TVMBackend* functions (the executable is linked with
+ * -rdynamic) and stores their addresses in the kernel's context pointers
+ * (__TVMBackendParallelLaunch, ...), as tvm-ffi's library loader does when
+ * the TVM runtime is present.
  *
  * Exit status: 0 on success, EXIT_USAGE for bad arguments or files,
  * EXIT_LOAD when a library or symbol is missing, EXIT_KERNEL when the kernel
@@ -28,13 +30,14 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <tvm/ffi/c_api.h>
+
+#include "snn_runtime.h"
 
 #define EXIT_USAGE 2
 #define EXIT_LOAD 3
@@ -43,18 +46,9 @@
 #define SYMBOL_PREFIX "__tvm_ffi_"
 #define MAX_NAME 512
 #define MAX_DIMS 8
-#define DATA_ALIGNMENT 64 /* TVM assumes 64-byte aligned tensor data */
 #define BITS_PER_BYTE 8
 #define DECIMAL 10
 #define DEFAULT_THREADS 1
-
-/* From tvm/runtime/c_backend_api.h (a C++ header): the parallel environment. */
-typedef struct {
-  void *sync_handle;
-  int32_t num_task;
-} TVMParallelGroupEnv;
-
-typedef int (*FTVMParallelLambda)(int task_id, TVMParallelGroupEnv *penv, void *cdata);
 
 /* The error accessors of the loaded FFI library (real or stub). */
 typedef void (*MoveFromRaisedFn)(TVMFFIObjectHandle *result);
@@ -67,71 +61,6 @@ typedef struct {
   size_t nbytes;
   const char *path;
 } Arg;
-
-typedef struct {
-  FTVMParallelLambda lambda;
-  void *cdata;
-  TVMParallelGroupEnv *env;
-  int task_id;
-  int status;
-} Task;
-
-static int g_num_threads = DEFAULT_THREADS;
-
-/* ---- the TVM backend API, exported to the kernel ---- */
-
-void *TVMBackendAllocWorkspace(int device_type, int device_id, uint64_t nbytes, int dtype_code_hint,
-                               int dtype_bits_hint) {
-  void *ptr = NULL;
-  (void)device_type, (void)device_id, (void)dtype_code_hint, (void)dtype_bits_hint;
-  if (posix_memalign(&ptr, DATA_ALIGNMENT, nbytes ? (size_t)nbytes : 1) != 0) return NULL;
-  return ptr;
-}
-
-int TVMBackendFreeWorkspace(int device_type, int device_id, void *ptr) {
-  (void)device_type, (void)device_id;
-  free(ptr);
-  return 0;
-}
-
-static void *run_task(void *raw) {
-  Task *task = (Task *)raw;
-  task->status = task->lambda(task->task_id, task->env, task->cdata);
-  return NULL;
-}
-
-/* Run num_task tasks (all workers when 0): task 0 here, the others on pthreads. */
-int TVMBackendParallelLaunch(FTVMParallelLambda lambda, void *cdata, int num_task) {
-  int count = num_task > 0 ? num_task : g_num_threads;
-  pthread_barrier_t barrier;
-  TVMParallelGroupEnv env = {&barrier, count};
-  Task *tasks = calloc((size_t)count, sizeof(Task));
-  pthread_t *threads = calloc((size_t)count, sizeof(pthread_t));
-  int status = 0;
-  if (tasks == NULL || threads == NULL || pthread_barrier_init(&barrier, NULL, (unsigned)count)) {
-    free(tasks), free(threads);
-    return -1;
-  }
-  for (int i = 0; i < count; ++i) {
-    tasks[i] = (Task){lambda, cdata, &env, i, 0};
-    if (i > 0 && pthread_create(&threads[i], NULL, run_task, &tasks[i]) != 0) {
-      fprintf(stderr, "harness: pthread_create failed for task %d\n", i);
-      abort(); /* the started tasks may wait on the barrier forever */
-    }
-  }
-  run_task(&tasks[0]);
-  for (int i = 1; i < count; ++i) pthread_join(threads[i], NULL);
-  for (int i = 0; i < count; ++i) status |= tasks[i].status;
-  pthread_barrier_destroy(&barrier);
-  free(tasks), free(threads);
-  return status == 0 ? 0 : -1;
-}
-
-int TVMBackendParallelBarrier(int task_id, TVMParallelGroupEnv *penv) {
-  (void)task_id;
-  int status = pthread_barrier_wait((pthread_barrier_t *)penv->sync_handle);
-  return status == 0 || status == PTHREAD_BARRIER_SERIAL_THREAD ? 0 : -1;
-}
 
 /* Context pointers the kernel calls through, as tvm-ffi's loader fills them. */
 static const struct {
@@ -312,13 +241,14 @@ static int usage(void) {
 
 int main(int argc, char **argv) {
   const char *ffi_path = NULL;
+  int num_threads = DEFAULT_THREADS;
   int opt;
   while ((opt = getopt(argc, argv, "t:f:")) != -1) {
-    if (opt == 't') g_num_threads = atoi(optarg);
+    if (opt == 't') num_threads = atoi(optarg);
     else if (opt == 'f') ffi_path = optarg;
     else return usage();
   }
-  if (argc - optind < 2 || g_num_threads <= 0) return usage();
+  if (argc - optind < 2 || num_threads <= 0) return usage();
   const char *kernel_path = argv[optind];
   const char *entry = argv[optind + 1];
   int count = argc - optind - 2;
@@ -330,6 +260,10 @@ int main(int argc, char **argv) {
     }
   }
   if (prepare_tensors(args, count) != 0) return EXIT_USAGE;
+  if (snn_runtime_start(num_threads) != 0) {
+    fprintf(stderr, "harness: cannot start %d threads\n", num_threads);
+    return EXIT_USAGE;
+  }
   void *ffi = ffi_path ? open_global(ffi_path) : NULL;
   if (ffi_path != NULL && ffi == NULL) return EXIT_LOAD;
   void *kernel = open_global(kernel_path);
@@ -339,5 +273,6 @@ int main(int argc, char **argv) {
   for (int i = 0; status == 0 && i < count; ++i) {
     if (args[i].is_output && write_tensor(&args[i]) != 0) status = EXIT_USAGE;
   }
+  snn_runtime_stop();
   return status;
 }
