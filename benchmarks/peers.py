@@ -110,10 +110,26 @@ def bnn_runner(weight, x, target, padding=1, stride=1):
     return call
 
 
+def _cpu_model():
+    """The CPU's model name from /proc/cpuinfo, or "" where there is none."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
 def machine():
-    """What the results were measured on."""
+    """What the results were measured on: the CPU (model and LLVM's name for it), cores, versions."""
+    from tvm_snn.target import target_spec
+
     return {
         "cpu": platform.processor() or platform.machine(),
+        "cpu_model": _cpu_model(),
+        "mcpu": target_spec("x86").get("mcpu"),
         "cores": os.cpu_count(),
         "threads": PEER_THREADS,
         "torch": torch.__version__,

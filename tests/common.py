@@ -80,6 +80,20 @@ TRAIN_MAX_EXAMPLES = 20
 # Hypothesis budget of the sub-bit format and reference tests (tests/test_schedules).
 SCHEDULES_MAX_EXAMPLES = 40
 
+# A TVM CLI target string for the host's own CPU (the x86 preset's -mcpu): code built for it
+# runs here, whatever this machine is (AVX-512 or not).
+def _host_cpu_target():
+    from tvm_snn.target import target_spec
+
+    return f"llvm -mcpu={target_spec('x86')['mcpu']}"
+
+
+HOST_CPU_TARGET = _host_cpu_target()
+
+# Code built for an AVX-512 -mcpu (skylake-avx512) runs only on a host that has AVX-512F.
+HOST_HAS_AVX512 = "avx512f" in open("/proc/cpuinfo").read()
+needs_avx512 = pytest.mark.skipif(not HOST_HAS_AVX512, reason="needs AVX-512, which this CPU lacks")
+
 # The lane kernel and the 64-at-a-time index unpacking need AVX-512 VBMI on the host.
 HOST_HAS_VBMI = "avx512vbmi" in open("/proc/cpuinfo").read()
 needs_vbmi = pytest.mark.skipif(not HOST_HAS_VBMI, reason="needs AVX-512 VBMI, which this CPU lacks")

@@ -10,6 +10,8 @@ without TVM. Public API::
     y = cm(x)
     cm.export_library("m.so")
     cm2 = tvm_snn.load("m.so")
+    result = tvm_snn.deploy(cm, remote="127.0.0.1:9090")   # a board's server
+    cm.export_standalone("m_standalone")                  # a C program on libc
 """
 
 __version__ = "0.1.0"
@@ -17,6 +19,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "compile": ("tvm_snn.compiler", "compile"),
     "tune": ("tvm_snn.tuning.driver", "tune"),
+    "deploy": ("tvm_snn.deploy", None),  # a callable package: tvm_snn.deploy.remote.deploy
     "load": ("tvm_snn.compiled", "load"),
     "CompiledModel": ("tvm_snn.compiled", "CompiledModel"),
     "parse_target": ("tvm_snn.target", "parse_target"),

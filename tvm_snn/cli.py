@@ -1,4 +1,4 @@
-"""The ``tvm-snn`` command line: compile, tune, run and bench; train and export (``tvm_snn.train.cli``).
+"""The ``tvm-snn`` command line: compile, tune, run, bench and deploy; train and export (``tvm_snn.train.cli``).
 
 Each subcommand mirrors the Python API and has ``--help``. Errors from
 ``tvm_snn.errors`` print as one line and exit with status 2.
@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 
+from tvm_snn.deploy.rpc import parse_address
 from tvm_snn.errors import InputError, SNNError
 
 EXIT_USER_ERROR = 2
@@ -55,13 +56,6 @@ def _cmd_compile(args):
             f"{artifact.steps} kernel calls, activations {artifact.arena_bytes} bytes planned "
             f"of {artifact.unplanned_bytes}, weights {artifact.weight_bytes} bytes)"
         )
-
-
-def _parse_address(text):
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"an address is HOST:PORT, got {text!r}")
-    return host, int(port)
 
 
 def _cmd_tune(args):
@@ -127,6 +121,41 @@ def _cmd_run(args):
         print(f"wrote {args.output}")
 
 
+def _cmd_deploy(args):
+    import tvm_snn
+
+    if (args.remote is None) == (args.tracker is None):
+        raise InputError("give either --remote HOST:PORT or --tracker HOST:PORT with --key")
+    if args.tracker is not None and not args.key:
+        raise InputError("--tracker needs --key, the boards' device key")
+    remote = (
+        f"{args.remote[0]}:{args.remote[1]}"
+        if args.remote is not None
+        else {"tracker": f"{args.tracker[0]}:{args.tracker[1]}", "key": args.key}
+    )
+    inputs = None
+    if args.input:
+        try:
+            inputs = [np.load(path) for path in args.input]
+        except (OSError, ValueError) as err:
+            raise InputError(f"cannot read input file: {err}") from None
+    result = tvm_snn.deploy(
+        args.artifact, remote, inputs=inputs, repeat=args.repeat, timeout_s=args.timeout
+    )
+    comparison = result.comparison
+    summary = {
+        "remote": result.remote,
+        "arch": result.arch,
+        "median_ms": result.median_ms,
+        "matched": None if comparison is None else comparison.matched,
+        "max_abs_diff": None if comparison is None else comparison.max_abs_diff,
+        "reference": result.note if comparison is None else comparison.reference,
+    }
+    print(json.dumps(summary))
+    if args.output:
+        np.save(args.output, result.outputs[0])
+
+
 def _cmd_bench(args):
     import tvm_snn
 
@@ -149,9 +178,7 @@ def build_parser():
     comp.add_argument(
         "--target", default="x86", help='preset (x86, aarch64, pynq) or "llvm -mcpu=..." string'
     )
-    comp.add_argument(
-        "-o", "--output", help="artifact path (.so); a manifest is written beside it"
-    )
+    comp.add_argument("-o", "--output", help="artifact path (.so); a manifest is written beside it")
     comp.add_argument(
         "--standalone",
         metavar="DIR",
@@ -186,7 +213,7 @@ def build_parser():
     tune.add_argument("--seed", type=int, default=0)
     tune.add_argument(
         "--tracker",
-        type=_parse_address,
+        type=parse_address,
         metavar="HOST:PORT",
         help="time on boards behind this RPC tracker",
     )
@@ -211,6 +238,24 @@ def build_parser():
     bench.add_argument("--input", action="append", help=".npy file per input, in order")
     bench.add_argument("--repeat", type=int, default=50)
     bench.set_defaults(func=_cmd_bench)
+
+    deploy = sub.add_parser(
+        "deploy",
+        help="upload an artifact to a board's RPC server, run it, compare it with the host, time it",
+    )
+    deploy.add_argument("artifact", help="an .so written by `tvm-snn compile` (manifest beside it)")
+    deploy.add_argument(
+        "--remote", type=parse_address, metavar="HOST:PORT", help="the board's server"
+    )
+    deploy.add_argument(
+        "--tracker", type=parse_address, metavar="HOST:PORT", help="ask this tracker for a board"
+    )
+    deploy.add_argument("--key", help="the board's device key at the tracker")
+    deploy.add_argument("--input", action="append", help=".npy file per input (random if none)")
+    deploy.add_argument("--repeat", type=int, default=10, help="timed runs on the board")
+    deploy.add_argument("--timeout", type=float, default=120.0, help="seconds for the session")
+    deploy.add_argument("-o", "--output", help="write the board's first output to this .npy file")
+    deploy.set_defaults(func=_cmd_deploy)
 
     from tvm_snn.train.cli import add_commands as add_train_commands
 

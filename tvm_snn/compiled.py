@@ -6,7 +6,6 @@ layer report and the library's sha256. :func:`load` checks all of them.
 """
 
 import contextlib
-import hashlib
 import json
 import os
 import sys
@@ -18,6 +17,7 @@ from tvm import relax
 
 from relay_passes.report import LayerReport, format_table
 from tvm_snn.benchmarking import time_interleaved
+from tvm_snn.deploy.hashing import file_sha256
 from tvm_snn.errors import (
     ArtifactError,
     InputError,
@@ -34,9 +34,13 @@ from tvm_snn.tuning.plans import KernelChoice, format_tuning
 MANIFEST_SUFFIX = ".manifest.json"
 MANIFEST_FORMAT = "tvm-snn-artifact"
 MANIFEST_VERSION = 1
-_HASH_CHUNK = 1 << 20
 STDERR_FD = 2
 TVM_ALIGNMENT = 64  # bytes: what TVM's kernels assume of a buffer argument by default
+# How far a board's outputs may lie from the host's run of the same model (the manifest's
+# "tolerance", which tvm_snn.deploy checks): another instruction set sums floats in
+# another order and may fuse multiply-adds. Integer paths match exactly.
+DEPLOY_RTOL = 1e-4
+DEPLOY_ATOL = 1e-4
 
 
 def manifest_path(path):
@@ -59,20 +63,57 @@ def _native_stderr_silenced():
         os.close(devnull)
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _to_numpy(value):
     if isinstance(value, tvm.runtime.Tensor):
         return np.from_dlpack(value)  # zero-copy: the array keeps the tensor alive
     if isinstance(value, (list, tuple)) or type(value).__name__ == "Array":
         return tuple(_to_numpy(item) for item in value)
     raise TypeError(f"unexpected VM output of type {type(value).__name__}")
+
+
+def check_inputs(specs, args):
+    """The arguments as arrays, checked against the input signature ``specs``.
+
+    ``args`` is the inputs positionally, or one dict by name.
+
+    Raises
+    ------
+    InputError
+        Wrong number, names, shape or dtype of inputs.
+    """
+    if len(args) == 1 and isinstance(args[0], dict):
+        given = args[0]
+        missing = [spec.name for spec in specs if spec.name not in given]
+        extra = sorted(set(given) - {spec.name for spec in specs})
+        if missing or extra:
+            raise InputError(f"inputs by name: missing {missing}, unexpected {extra}")
+        args = [given[spec.name] for spec in specs]
+    if len(args) != len(specs):
+        names = [spec.name for spec in specs]
+        raise InputError(f"the model takes {len(specs)} input(s) {names}, got {len(args)}")
+    arrays = []
+    for spec, value in zip(specs, args, strict=True):
+        array = np.asarray(value)
+        if array.dtype != np.dtype(spec.dtype):
+            raise InputError(
+                f"input {spec.name!r} must be {spec.dtype}, got {array.dtype}; cast it with .astype({spec.dtype!r})"
+            )
+        if array.shape != spec.shape:
+            raise InputError(f"input {spec.name!r} must have shape {spec.shape}, got {array.shape}")
+        arrays.append(array)
+    return arrays
+
+
+def random_inputs(specs, seed=0):
+    """Random arrays for the input signature ``specs``: standard normal floats, zero integers."""
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for spec in specs:
+        if np.issubdtype(np.dtype(spec.dtype), np.floating):
+            arrays.append(rng.standard_normal(spec.shape).astype(spec.dtype))
+        else:
+            arrays.append(np.zeros(spec.shape, dtype=spec.dtype))
+    return arrays
 
 
 class CompiledModel:
@@ -192,31 +233,7 @@ class CompiledModel:
         return tensors
 
     def _check(self, args):
-        if len(args) == 1 and isinstance(args[0], dict):
-            given = args[0]
-            missing = [spec.name for spec in self.inputs if spec.name not in given]
-            extra = sorted(set(given) - {spec.name for spec in self.inputs})
-            if missing or extra:
-                raise InputError(f"inputs by name: missing {missing}, unexpected {extra}")
-            args = [given[spec.name] for spec in self.inputs]
-        if len(args) != len(self.inputs):
-            names = [spec.name for spec in self.inputs]
-            raise InputError(
-                f"the model takes {len(self.inputs)} input(s) {names}, got {len(args)}"
-            )
-        arrays = []
-        for spec, value in zip(self.inputs, args, strict=True):
-            array = np.asarray(value)
-            if array.dtype != np.dtype(spec.dtype):
-                raise InputError(
-                    f"input {spec.name!r} must be {spec.dtype}, got {array.dtype}; cast it with .astype({spec.dtype!r})"
-                )
-            if array.shape != spec.shape:
-                raise InputError(
-                    f"input {spec.name!r} must have shape {spec.shape}, got {array.shape}"
-                )
-            arrays.append(array)
-        return arrays
+        return check_inputs(self.inputs, args)
 
     def __call__(self, *args):
         """Run the model: NumPy arrays in (positional, or one dict by name), NumPy out.
@@ -244,14 +261,7 @@ class CompiledModel:
 
     def random_inputs(self, seed=0):
         """Return random inputs that match the signature (standard normal floats)."""
-        rng = np.random.default_rng(seed)
-        arrays = []
-        for spec in self.inputs:
-            if np.issubdtype(np.dtype(spec.dtype), np.floating):
-                arrays.append(rng.standard_normal(spec.shape).astype(spec.dtype))
-            else:
-                arrays.append(np.zeros(spec.shape, dtype=spec.dtype))
-        return arrays
+        return random_inputs(self.inputs, seed)
 
     def benchmark(self, inputs=None, repeat=20, warmup=3):
         """Time the model on this machine.
@@ -320,13 +330,13 @@ class CompiledModel:
             "metadata_problems": self.metadata_problems,
             "unaligned_inputs": list(self.unaligned_inputs),
             "tuning": [choice.to_json() for choice in self.tuning],
-            "sha256": _sha256(path),
+            "tolerance": {"rtol": DEPLOY_RTOL, "atol": DEPLOY_ATOL},
+            "sha256": file_sha256(path),
             "tvm_version": tvm.__version__,
         }
         with open(manifest_path(path), "w") as handle:
             json.dump(manifest, handle, indent=2)
         return path
-
 
     def export_standalone(self, folder, build=True):
         """Write the model as a C program that needs only libc (see :mod:`tvm_snn.deploy.standalone`).
@@ -407,7 +417,7 @@ def read_manifest(path):
         manifest["tuning"] = [KernelChoice.from_json(item) for item in manifest.get("tuning", [])]
     except (TuningError, TypeError) as err:
         raise ArtifactError(f"manifest {mpath}: bad tuning entry: {err}") from None
-    actual = _sha256(path)
+    actual = file_sha256(path)
     if actual != manifest["sha256"]:
         raise ArtifactError(
             f"artifact {path} does not match its manifest: sha256 {actual} != recorded {manifest['sha256']}"

@@ -24,7 +24,7 @@ from schedules.subbit import SubBitConv
 from schedules.subbit_schedule import schedule_kernel
 from tvm_snn.target import parse_target
 
-from common import KERNEL_ATOL, KERNEL_RTOL, needs_vbmi
+from common import KERNEL_ATOL, KERNEL_RTOL, needs_avx512, needs_vbmi
 
 SHAPE = (1, 64, 8, 8)
 TARGET = tvm.target.Target({"kind": "llvm"})
@@ -412,7 +412,12 @@ def test_register_blocking_follows_the_target_vector_width(target, width):
 
 
 @pytest.mark.parametrize(
-    ("target", "lane"), [pytest.param("x86", True, marks=needs_vbmi), ("llvm -mcpu=skylake-avx512", False)]
+    ("target", "lane"),
+    [
+        pytest.param("x86", True, marks=needs_vbmi),
+        pytest.param("llvm -mcpu=skylake-avx512", False, marks=needs_avx512),
+        ("llvm -mcpu=haswell", False),
+    ],
 )
 def test_binary_4x4_block_takes_the_lane_kernel_where_the_target_has_vbmi(target, lane):
     shape = (1, 256, 4, 4)

@@ -10,6 +10,7 @@ import pytest
 
 from tvm_snn import cli
 
+from common import HOST_CPU_TARGET
 from onnx_models import plain_cnn
 
 
@@ -28,7 +29,7 @@ def test_compile_run_bench(onnx_path, tmp_path, capsys):
                 "compile",
                 str(onnx_path),
                 "--target",
-                "llvm -mcpu=skylake-avx512",
+                HOST_CPU_TARGET,
                 "-o",
                 str(artifact),
             ]

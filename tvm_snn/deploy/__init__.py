@@ -1,21 +1,39 @@
-"""Run compiled code away from the host: the home of tvm-snn's runners.
+"""Run compiled code away from the host: on boards over TVM RPC, as a libc-only program, under qemu.
 
-Today one runner: :mod:`tvm_snn.deploy.qemu` cross-compiles a kernel for
-aarch64 or ARMv7 and runs it under qemu-user through a small C harness (its
-sources ship in this package, ``csrc/``). Later: RPC to boards, and the
-standalone artifact that needs only libc.
+``tvm_snn.deploy(cm_or_artifact, remote="host:port")`` is
+:func:`tvm_snn.deploy.remote.deploy`: this package is callable, so the
+public name and the package are one (its modules import as usual).
 
 Modules
 -------
-archs
-    The emulated architectures and their Debian packages.
-cache
-    Where built harnesses and fetched libraries are kept.
-harness
-    Builds the C harness with the cross gcc (from the package data).
-ffi_library
-    The FFI library the harness loads: its stub, or ``libtvm_ffi.so`` from
-    PyPI's aarch64 wheel (``python -m tvm_snn.deploy.ffi_library`` fetches it).
-qemu
-    Exports a kernel and runs it under qemu-user: :func:`~tvm_snn.deploy.qemu.run_under_qemu`.
+remote
+    :func:`~tvm_snn.deploy.remote.deploy`: upload, check, run and time a model on a board.
+server
+    The board-side entry point, ``python -m tvm_snn.deploy.server``.
+rpc
+    TVM trackers and servers bound to 127.0.0.1 unless told otherwise.
+program, driver_source, standalone
+    The standalone artifact: the model as a C program on libc and pthreads
+    (``cm.export_standalone(dir)``, ``tvm-snn compile --standalone``).
+sources
+    The C sources shipped as package data (``csrc/``).
+archs, cache, harness, ffi_library, qemu
+    ARM under qemu-user: the emulated architectures, the build cache, the C
+    harness that runs one kernel, the FFI library it loads, and
+    :func:`~tvm_snn.deploy.qemu.run_under_qemu`.
 """
+
+import sys
+import types
+
+
+class _CallableModule(types.ModuleType):
+    """This package, callable as :func:`tvm_snn.deploy.remote.deploy`."""
+
+    def __call__(self, *args, **kwargs):
+        from tvm_snn.deploy.remote import deploy
+
+        return deploy(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -15,9 +15,6 @@ import signal
 import sys
 import threading
 
-from tvm.rpc.server import Server
-from tvm.rpc.tracker import Tracker
-
 from tvm_snn.errors import ConfigError
 
 LOOPBACK = "127.0.0.1"
@@ -26,7 +23,8 @@ SERVER_PORT = 9090
 PORT_RANGE = 100  # ports tried after the first
 
 
-def _check_host(host, allow_remote):
+def check_host(host, allow_remote):
+    """Refuse to bind ``host`` unless it is loopback or ``allow_remote`` (ConfigError)."""
     if host not in (LOOPBACK, "localhost", "::1") and not allow_remote:
         raise ConfigError(
             f"refusing to bind {host!r}: TVM RPC has no authentication and runs any uploaded code. "
@@ -42,7 +40,9 @@ def start_tracker(host=LOOPBACK, port=TRACKER_PORT, allow_remote=False):
     ConfigError
         For an address other than loopback without ``allow_remote``.
     """
-    _check_host(host, allow_remote)
+    from tvm.rpc.tracker import Tracker
+
+    check_host(host, allow_remote)
     return Tracker(host=host, port=port, port_end=port + PORT_RANGE, silent=True)
 
 
@@ -56,7 +56,9 @@ def start_server(
     ConfigError
         For an address other than loopback without ``allow_remote``.
     """
-    _check_host(host, allow_remote)
+    from tvm.rpc.server import Server
+
+    check_host(host, allow_remote)
     return Server(
         host=host,
         port=port,
@@ -67,11 +69,24 @@ def start_server(
     )
 
 
-def _address(text):
+def parse_address(text):
+    """``(host, port)`` from ``"HOST:PORT"`` (an argparse type: raises ArgumentTypeError)."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not host or not port.isdigit():
         raise argparse.ArgumentTypeError(f"an address is HOST:PORT, got {text!r}")
     return host, int(port)
+
+
+def serve_until_stopped(proc):
+    """Wait for SIGTERM or Ctrl-C, then terminate ``proc`` (a tracker or server); return 0."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    proc.terminate()
+    return 0
 
 
 def main(argv=None):
@@ -85,7 +100,7 @@ def main(argv=None):
     parser.add_argument(
         "--allow-remote", action="store_true", help="allow binding an address other than loopback"
     )
-    parser.add_argument("--tracker", type=_address, help="server: the tracker's HOST:PORT")
+    parser.add_argument("--tracker", type=parse_address, help="server: the tracker's HOST:PORT")
     parser.add_argument("--key", help="server: the device key to register")
     args = parser.parse_args(argv)
     try:
@@ -101,14 +116,7 @@ def main(argv=None):
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"{args.role} listening on {args.host}:{proc.port}", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    proc.terminate()
-    return 0
+    return serve_until_stopped(proc)
 
 
 if __name__ == "__main__":

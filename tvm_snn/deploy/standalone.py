@@ -20,7 +20,6 @@ x86 or Debian's cross gcc for aarch64 and ARMv7, and :meth:`StandaloneArtifact.r
 runs the program (under qemu-user for ARM) on NumPy inputs.
 """
 
-import hashlib
 import json
 import subprocess
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from tvm_snn.deploy.driver_source import WEIGHTS_BLOB, model_source, weights_assembly, weights_blob
+from tvm_snn.deploy.hashing import file_sha256
 from tvm_snn.deploy.program import check_plan, plan_memory, read_program
 from tvm_snn.deploy.sources import copy_ffi_headers, copy_sources
 from tvm_snn.errors import InputError, StandaloneError
@@ -226,10 +226,6 @@ def _kernels_library(executable, program):
     return library
 
 
-def _sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def export_standalone(mod, executable, target, folder, title="a tvm-snn model", build=True):
     """Write (and by default build) the standalone program of a scheduled module.
 
@@ -296,7 +292,7 @@ def export_standalone(mod, executable, target, folder, title="a tvm-snn model", 
         "weight_bytes": len(blob),
         "inputs": [_tensor_json(program.tensors[i]) for i in program.inputs],
         "outputs": [_tensor_json(program.tensors[i]) for i in program.outputs],
-        "sha256": {path.name: _sha256(path) for path in sorted(folder.iterdir()) if path.is_file()},
+        "sha256": {path.name: file_sha256(path) for path in sorted(folder.iterdir()) if path.is_file()},
     }
     (folder / DESCRIPTION).write_text(json.dumps(description, indent=2))
     return artifact.build() if build else artifact
@@ -343,7 +339,7 @@ def check_description(folder):
         path = Path(folder) / name
         if not path.is_file():
             raise StandaloneError(f"{path} is missing from the standalone folder")
-        if _sha256(path) != digest:
+        if file_sha256(path) != digest:
             raise StandaloneError(f"{path} does not match standalone.json (sha256 differs)")
 
 
