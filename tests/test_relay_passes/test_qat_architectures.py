@@ -81,15 +81,40 @@ def _bireal_layers():
 
 def _bottleneck_layers(blocks):
     """Stem, then per bottleneck its 1x1, 3x3 and 1x1 and the 1x1 shortcut, all sub-bit."""
-    return [STEM] + [("1x1", TAU, "float", True), ("3x3", TAU, "float", True), ("1x1", TAU, "float", True), ("1x1", TAU, "float", True)] * blocks
+    return [STEM] + [
+        ("1x1", TAU, "float", True),
+        ("3x3", TAU, "float", True),
+        ("1x1", TAU, "float", True),
+        ("1x1", TAU, "float", True),
+    ] * blocks
 
 
 ARCHITECTURES = {
     # name: (model builder, binary activations, the expected layers, export with the exporter's folding)
-    "resnet18": (lambda: resnet_imagenet(RESNET18_BLOCKS, act="sign"), True, _basic_resnet_layers(RESNET18_BLOCKS, "binary"), False),
-    "resnet18-float": (lambda: resnet_imagenet(RESNET18_BLOCKS, act="float"), False, _basic_resnet_layers(RESNET18_BLOCKS, "float"), False),
-    "resnet18-where": (lambda: resnet_imagenet(RESNET18_BLOCKS, act="where"), True, _basic_resnet_layers(RESNET18_BLOCKS, "binary"), False),
-    "resnet34": (lambda: resnet_imagenet(RESNET34_BLOCKS, act="compare"), True, _basic_resnet_layers(RESNET34_BLOCKS, "binary"), False),
+    "resnet18": (
+        lambda: resnet_imagenet(RESNET18_BLOCKS, act="sign"),
+        True,
+        _basic_resnet_layers(RESNET18_BLOCKS, "binary"),
+        False,
+    ),
+    "resnet18-float": (
+        lambda: resnet_imagenet(RESNET18_BLOCKS, act="float"),
+        False,
+        _basic_resnet_layers(RESNET18_BLOCKS, "float"),
+        False,
+    ),
+    "resnet18-where": (
+        lambda: resnet_imagenet(RESNET18_BLOCKS, act="where"),
+        True,
+        _basic_resnet_layers(RESNET18_BLOCKS, "binary"),
+        False,
+    ),
+    "resnet34": (
+        lambda: resnet_imagenet(RESNET34_BLOCKS, act="compare"),
+        True,
+        _basic_resnet_layers(RESNET34_BLOCKS, "binary"),
+        False,
+    ),
     "bireal18": (lambda: bireal_resnet18(), True, _bireal_layers(), False),
     "resnet50": (lambda: resnet50_blocks(), False, _bottleneck_layers(2), True),
 }
@@ -108,7 +133,14 @@ def _build(name):
 def _export(model, path, shape, fold):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(shape),), path, input_names=["input"], dynamo=False, do_constant_folding=fold)
+        torch.onnx.export(
+            model,
+            (torch.zeros(shape),),
+            path,
+            input_names=["input"],
+            dynamo=False,
+            do_constant_folding=fold,
+        )
     return path
 
 
@@ -123,7 +155,9 @@ def _summary(layers):
 
 def _assert_matches(actual, expected, binary, exact=True):
     if binary and not exact:
-        np.testing.assert_allclose(actual, expected, rtol=DYADIC_LOGITS_RTOL, atol=DYADIC_LOGITS_ATOL)
+        np.testing.assert_allclose(
+            actual, expected, rtol=DYADIC_LOGITS_RTOL, atol=DYADIC_LOGITS_ATOL
+        )
     elif binary:
         np.testing.assert_array_equal(actual, expected)
     else:
@@ -141,7 +175,9 @@ def _check_architecture(name, path, tmp_path):
         onnx_path = _export(model, str(tmp_path / f"{name}.onnx"), SMALL, fold)
         cm = tvm_snn.compile(onnx_path, target="x86")
         session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
-        _assert_matches(cm(x), session.run(None, {"input": x})[0], binary, name not in ROUNDED_LOGITS)
+        _assert_matches(
+            cm(x), session.run(None, {"input": x})[0], binary, name not in ROUNDED_LOGITS
+        )
     else:
         cm = tvm_snn.compile(model, target="x86", example_inputs=(torch.from_numpy(x),))
     assert _summary(cm.snn_layers) == expected_layers, cm.report()
@@ -149,10 +185,23 @@ def _check_architecture(name, path, tmp_path):
     _assert_matches(cm(x), reference, binary, name not in ROUNDED_LOGITS)
 
 
-@pytest.mark.parametrize("path", ["onnx", "torch"])
-@pytest.mark.parametrize("name", FAST)
+# Every architecture on the ONNX path; the torch path on resnet18 here, on the others with
+# the slow ones (the suite's time on 2 cores: each of those takes about 30 s).
+TORCH_FAST = ("resnet18",)
+
+
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [(name, "onnx") for name in FAST] + [(name, "torch") for name in TORCH_FAST],
+)
 def test_architecture(name, path, tmp_path):
     _check_architecture(name, path, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [name for name in FAST if name not in TORCH_FAST])
+def test_architecture_torch_slow(name, tmp_path):
+    _check_architecture(name, "torch", tmp_path)
 
 
 @pytest.mark.slow
@@ -183,10 +232,17 @@ def _kernel_constants(mod):
     calls = []
     relax.analysis.post_order_visit(
         mod["main"].body,
-        lambda e: calls.append(e) if isinstance(e, relax.Call) and getattr(e.op, "name", "") == "relax.call_tir" else None,
+        lambda e: (
+            calls.append(e)
+            if isinstance(e, relax.Call) and getattr(e.op, "name", "") == "relax.call_tir"
+            else None
+        ),
     )
     kernels = [c for c in calls if "snn_conv2d" in c.args[0].name_hint]
-    return [[arg.value.numpy() for arg in c.args[1].fields if isinstance(arg, tvm.ir.GenericConst)] for c in kernels]
+    return [
+        [arg.value.numpy() for arg in c.args[1].fields if isinstance(arg, tvm.ir.GenericConst)]
+        for c in kernels
+    ]
 
 
 @pytest.mark.parametrize("act", ["sign", "float"])
@@ -215,7 +271,11 @@ def test_quantizer_in_forward_lowers_as_if_frozen(act, tmp_path):
     # Through ONNX the exporter folds the frozen model's batch norms into its conv weights
     # (other alphas, a bias), so the layers agree, not the kernels' constants.
     onnx_layers = [
-        read_reports(run_graph_passes(to_relax(onnx.load(_export(m, str(tmp_path / f"{tag}.onnx"), SMALL, True))), TARGET))
+        read_reports(
+            run_graph_passes(
+                to_relax(onnx.load(_export(m, str(tmp_path / f"{tag}.onnx"), SMALL, True))), TARGET
+            )
+        )
         for tag, m in (("forward", model), ("frozen", frozen))
     ]
     assert _summary(onnx_layers[0]) == _summary(onnx_layers[1]) == _summary(layers)

@@ -25,6 +25,8 @@ from tvm_snn.deploy.rpc import start_server, start_tracker
 from tvm_snn.deploy.server import board_arch, start_board_server
 from tvm_snn.errors import ArtifactError, ConfigError, DeployError
 
+from onnx_models import plain_cnn
+
 KEY = "tvm-snn-test-board"
 REPEAT = 3
 SHORT_TIMEOUT_S = 1.0
@@ -93,8 +95,7 @@ def test_a_wrong_key_is_a_deploy_error(model, boards):
 
 
 def test_another_architecture_is_refused_before_upload(boards, monkeypatch):
-    example = torch.randn(1, 3, SIZE, SIZE)
-    board_model = tvm_snn.compile(small_resnet18(), target="aarch64", example_inputs=(example,))
+    board_model = tvm_snn.compile(plain_cnn(), target="aarch64")
 
     def no_upload(*_):
         raise AssertionError("uploaded to a board of another architecture")

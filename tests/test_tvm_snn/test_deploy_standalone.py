@@ -79,7 +79,7 @@ def test_memory_plan_reuses_the_input_s_bytes():
 
 
 def test_memory_plan_never_overlaps_live_tensors():
-    program = read_program(small_model(binary=False)[1]._scheduled)
+    program = read_program(compiled(False, HOST)[1]._scheduled)
     plan = plan_memory(program)
     live = {}
     for position, step in enumerate(program.steps):
@@ -129,10 +129,6 @@ def compiled(binary, target, width=64):
     model = cifar_resnet18(binary, width)
     x = cifar_input(binary)
     return x, tvm_snn.compile(model, target=target, example_inputs=(torch.from_numpy(x),))
-
-
-def small_model(binary):
-    return compiled(binary, HOST, width=8)
 
 
 @pytest.mark.parametrize("binary", [False, True], ids=["0.56-32", "0.56-1"])
@@ -235,7 +231,7 @@ def test_a_folder_in_the_way_and_a_loaded_artifact_are_refused(tmp_path):
     (tmp_path / "full" / "keep.txt").write_text("mine")
     with pytest.raises(StandaloneError, match="not an empty folder"):
         export_standalone(*chain_build(), HOST, tmp_path / "full")
-    _, cm = small_model(binary=False)
+    _, cm = compiled(False, HOST)
     cm.export_library(tmp_path / "m.so")
     with pytest.raises(StandaloneError, match="loaded from an artifact"):
         tvm_snn.load(tmp_path / "m.so").export_standalone(tmp_path / "s")
