@@ -71,3 +71,23 @@ class StandaloneError(SNNError):
 
 class DeployError(SNNError):
     """Deployment to a board failed: no server, a wrong key or architecture, a timeout, or outputs that do not match."""
+
+
+class FpgaError(SNNError):
+    """Base class of the FPGA target's errors (``hw_targets``)."""
+
+
+class FpgaConfigError(FpgaError, ValueError):
+    """An accelerator config that cannot be built: a bad field, buffers that do not fit the device, a tau above the datapath."""
+
+
+class InstructionError(FpgaError, ValueError):
+    """An instruction or instruction stream that cannot be decoded: a bad opcode, a field out of range, a truncated stream."""
+
+
+class StreamError(FpgaError):
+    """An instruction stream the accelerator refuses to run: a dependency-token violation, a deadlock, a data race or a buffer overflow."""
+
+
+class FpgaLayerError(FpgaError, ValueError):
+    """A layer the accelerator cannot run: float inputs, a kernel, stride, padding or tau it does not take, or sums too wide for its accumulators."""
