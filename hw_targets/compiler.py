@@ -130,7 +130,12 @@ def choose_tiling(layer: FpgaConv, spec: AcceleratorSpec) -> Tiling:
         )
     rows, units = best
     channels = min(layer.out_channels, caps["output"] // _SLOTS // (rows * ow))
-    return Tiling(rows, _balanced(layer.units, units), _balanced(layer.out_channels, channels), *_geometry(layer, rows))
+    return Tiling(
+        rows,
+        _balanced(layer.units, units),
+        _balanced(layer.out_channels, channels),
+        *_geometry(layer, rows),
+    )
 
 
 def _balanced(total: int, most: int) -> int:
