@@ -331,6 +331,7 @@ class _Emitter:
                     params_base=2 * channel0,
                     out_base=base,
                     residual=self.layer.residual,
+                    relu=self.layer.relu,
                     sign=self.layer.sign,
                     pop_next=wait,
                     push_next=True,

@@ -87,6 +87,7 @@ FIELDS = {
         ("params_base", 16),
         ("out_base", 24),
         ("residual", 1),
+        ("relu", 1),
         ("sign", 1),
     ),  # fmt: skip
 }
@@ -153,7 +154,7 @@ class Xnor(Instruction):
 
 @_instruction("ALU")
 class Alu(Instruction):
-    """Per-channel scale and bias, then optionally the residual and the sign, into the output buffer."""
+    """Per-channel scale and bias, then optionally the residual, ReLU and the sign, into the output buffer."""
 
 
 CLASSES = {cls.opcode: cls for cls in (Load, Store, Precompute, Gather, Xnor, Alu)}

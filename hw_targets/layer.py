@@ -6,7 +6,7 @@ conv, run by PRECOMPUTE + GATHER) or a :class:`~schedules.bnn_xnor.BinaryConv`
 (the BNN baseline, run by XNOR on the same array). The input is ternary: the
 conv reads ``sign(x)`` with ``sign(0) = 0`` and pads with 0, as
 :mod:`schedules.reference` defines. The epilogue is the ALU's: ``alpha[o] *
-acc + bias[o]``, then optionally ``+ residual`` and ``sign``.
+acc + bias[o]``, then optionally ``+ residual``, ReLU and ``sign``.
 
 :func:`check_layer` refuses, with :class:`~tvm_snn.errors.FpgaLayerError`
 naming the reason, what the accelerator cannot run.
@@ -43,6 +43,8 @@ class FpgaConv:
         ``(N, C, H, W)``.
     residual : bool
         Add a float32 tensor of the output's shape after the bias.
+    relu : bool
+        ``max(y, 0)`` after the residual.
     sign : bool
         Binarize the result (``sign``, 0 at 0) for the next binary layer.
     bias : numpy.ndarray or None
@@ -52,6 +54,7 @@ class FpgaConv:
     conv: object
     input_shape: tuple
     residual: bool = False
+    relu: bool = False
     sign: bool = False
     bias: np.ndarray | None = None
 

@@ -21,7 +21,7 @@ the spec's width, and tokens left over at the end.
 
 Arithmetic is :mod:`schedules.reference`'s: exact integer responses and
 accumulators; the ALU multiplies and adds in binary64 and rounds to float32,
-then adds the residual in float32 and takes ``sign`` (0 at 0).
+then adds the residual in float32, takes ReLU and ``sign`` (0 at 0).
 """
 
 from __future__ import annotations
@@ -303,6 +303,8 @@ class _Machine:
         out = self.touch("compute", "output", inst.out_base, size, write=True)
         if inst.residual:
             y = y + self.buffers["output"][out].reshape(y.shape)
+        if inst.relu:
+            y = np.maximum(y, np.float32(0))
         if inst.sign:
             y = np.sign(y)
         self.buffers["output"][out] = y.reshape(-1)

@@ -93,6 +93,8 @@ def expected_output(layer: FpgaConv, x, residual=None):
         y = scaled.astype(np.float32)
     if residual is not None:
         y = y + residual
+    if layer.relu:
+        y = np.maximum(y, np.float32(0))
     if layer.sign:
         y = np.sign(y)
     return y

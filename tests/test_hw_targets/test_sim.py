@@ -68,22 +68,25 @@ def test_bnn_conv_is_bit_exact(kernel, stride, padding):
         )
 
 
+@pytest.mark.parametrize("relu", (False, True))
 @pytest.mark.parametrize("subbit", (True, False))
-def test_residual_and_sign_epilogue(subbit):
+def test_residual_relu_and_sign_epilogue(subbit, relu):
     rng = np.random.default_rng(5)
     conv = (
         subbit_conv(rng, 3, 5, 16, 16, padding=1)
         if subbit
         else binary_conv(rng, 3, 16, 16, padding=1)
     )
-    layer = FpgaConv(conv, (1, 16, 8, 8), residual=True, sign=True)
+    layer = FpgaConv(conv, (1, 16, 8, 8), residual=True, relu=relu, sign=True)
     x = ternary_input(rng, layer.input_shape)
     residual = rng.standard_normal(layer.output_shape).astype(np.float32)
     residual[0, 0, 0, 0] = -expected_output(FpgaConv(conv, layer.input_shape), x)[
         0, 0, 0, 0
     ]  # an exact 0
     want = expected_output(layer, x, residual)
-    assert set(np.unique(want)) <= {-1.0, 0.0, 1.0} and want[0, 0, 0, 0] == 0
+    assert (
+        set(np.unique(want)) == ({0.0, 1.0} if relu else {-1.0, 0.0, 1.0}) and want[0, 0, 0, 0] == 0
+    )
     for spec in SPECS:
         np.testing.assert_array_equal(_run(layer, spec, x, residual)[1], want, err_msg=spec)
 
@@ -95,6 +98,11 @@ def test_small_buffers_force_many_tiles():
     x = ternary_input(rng, layer.input_shape)
     residual = rng.standard_normal(layer.output_shape).astype(np.float32)
     program, got = _run(layer, "small", x, residual)
+    np.testing.assert_array_equal(got, expected_output(layer, x, residual))
+    relu_layer = FpgaConv(layer.conv, layer.input_shape, residual=True, relu=True)
+    np.testing.assert_array_equal(
+        _run(relu_layer, "small", x, residual)[1], expected_output(relu_layer, x, residual)
+    )
     tiling = program.info["tiling"]
     assert tiling.rows < 11 and tiling.units < 40 and tiling.channels < 30
     assert program.info["instructions"]["GATHER"] > 4
