@@ -27,7 +27,7 @@ from peers import pyplot, save_figure, write_results
 from hw_targets.compiler import compile_conv
 from hw_targets.cycles import cycles
 from hw_targets.networks import RESNET_BLOCKS, bnn_layer, resnet_convs, subbit_layer
-from hw_targets.spec import PRESETS, load_spec, resource_estimate
+from hw_targets.spec import SPEC_PRESETS, load_spec, resource_estimate
 
 PAPER_SPEEDUP = {"resnet18": 3.13, "resnet34": 3.33}
 TAU = 5
@@ -112,7 +112,7 @@ def _plot(results):
 
 def main():
     results = {"tau": TAU, "batch": 1, "input": 224, "paper_speedup": PAPER_SPEEDUP}
-    for preset in PRESETS:
+    for preset in SPEC_PRESETS:
         spec = load_spec(preset)
         results[preset] = {"spec": spec.to_dict()}
         for network in RESNET_BLOCKS:
@@ -130,7 +130,7 @@ def main():
     print(
         f"{'preset':8} {'network':9} {'measure':13} {'SNN us':>9} {'BNN us':>9} {'speed-up':>8} {'paper':>6} {'error':>6}  per stage"
     )
-    for preset in PRESETS:
+    for preset in SPEC_PRESETS:
         for network in RESNET_BLOCKS:
             for measure in MEASURES:
                 s = results[preset][network]["binary_convs"][measure]
@@ -141,7 +141,7 @@ def main():
                     f"{s['speedup']:7.2f}x {PAPER_SPEEDUP[network]:5.2f}x {error:+6.1%}  {stages}"
                 )
     print("with the 1x1 shortcuts as sub-bit convs:")
-    for preset in PRESETS:
+    for preset in SPEC_PRESETS:
         for network in RESNET_BLOCKS:
             s = results[preset][network]["with_subbit_shortcuts"]
             print(

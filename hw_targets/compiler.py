@@ -267,7 +267,7 @@ class _Emitter:
         }
         frees = self.tile + _SLOTS < self.total_tiles  # a later LOAD reuses this slot
         side_base = (self.tile % _SLOTS) * self.side_slot
-        reset = unit0 == 0
+        reset = int(unit0 == 0)
         if layer.subbit:
             codewords = layer.codebook().shape[0]
             self.out.append(
@@ -330,9 +330,9 @@ class _Emitter:
                     pixels=pixels,
                     params_base=2 * channel0,
                     out_base=base,
-                    residual=self.layer.residual,
-                    relu=self.layer.relu,
-                    sign=self.layer.sign,
+                    residual=int(self.layer.residual),
+                    relu=int(self.layer.relu),
+                    sign=int(self.layer.sign),
                     pop_next=wait,
                     push_next=True,
                 )  # fmt: skip

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from hw_targets.isa import KERNELS, module_of
+from hw_targets.isa import KERNELS, MODULES, module_of
 from hw_targets.layer import UNIT_CHANNELS
 from hw_targets.program import Program, as_instructions
 from hw_targets.spec import AcceleratorSpec, load_spec
@@ -35,7 +35,6 @@ from tvm_snn.errors import StreamError
 
 __all__ = ["CycleReport", "cycles", "instruction_cycles", "operations_per_cycle"]
 
-MODULES = ("load", "compute", "store")
 COMPUTE_OPCODES = ("PRECOMPUTE", "GATHER", "XNOR")
 _POPS = {("compute", "pop_prev"): "load>compute", ("load", "pop_next"): "compute>load",
          ("store", "pop_prev"): "compute>store", ("compute", "pop_next"): "store>compute"}  # fmt: skip

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from tvm_snn.errors import InstructionError
 
 __all__ = [
+    "MODULES",
     "OPCODES",
     "BUFFER_IDS",
     "FIELDS",
@@ -45,6 +46,7 @@ __all__ = [
     "instruction_bits",
 ]
 
+MODULES = ("load", "compute", "store")  # the three queues, in pipeline order
 INSTRUCTION_BYTES = 32
 STREAM_MAGIC = b"SNNFPGA1"
 _HEADER = struct.Struct("<8sI")
@@ -157,7 +159,7 @@ class Alu(Instruction):
     """Per-channel scale and bias, then optionally the residual, ReLU and the sign, into the output buffer."""
 
 
-CLASSES = {cls.opcode: cls for cls in (Load, Store, Precompute, Gather, Xnor, Alu)}
+INSTRUCTION_CLASSES = {cls.opcode: cls for cls in (Load, Store, Precompute, Gather, Xnor, Alu)}
 
 
 def module_of(instruction: Instruction) -> str:
@@ -253,7 +255,7 @@ def decode(data: bytes, where: str = "instruction") -> Instruction:
         shift += bits
     if word >> shift:
         raise InstructionError(f"{where}: {opcode} has nonzero bits above bit {shift}")
-    instruction = CLASSES[opcode](**tokens, **values)
+    instruction = INSTRUCTION_CLASSES[opcode](**tokens, **values)
     _check(instruction, where)
     return instruction
 

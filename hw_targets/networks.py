@@ -54,7 +54,9 @@ def resnet_convs(name: str, shortcuts: bool = False) -> list[ConvShape]:
     """
     shapes = []
     channels, size = _STAGE_CHANNELS[0], _STEM_OUTPUT
-    for stage, (blocks, width) in enumerate(zip(RESNET_BLOCKS[name], _STAGE_CHANNELS, strict=True), start=1):
+    for stage, (blocks, width) in enumerate(
+        zip(RESNET_BLOCKS[name], _STAGE_CHANNELS, strict=True), start=1
+    ):
         for block in range(blocks):
             stride = 2 if block == 0 and stage > 1 else 1
             prefix = f"layer{stage}.{block}"

@@ -18,10 +18,10 @@ from hw_targets.isa import Instruction, encode_stream
 from hw_targets.spec import AcceleratorSpec
 from tvm_snn.errors import StreamError
 
-__all__ = ["KINDS", "Region", "Program", "BUFFER_KINDS"]
+__all__ = ["REGION_KINDS", "Region", "Program", "BUFFER_KINDS"]
 
 # DRAM element kinds: the simulator's dtype and the bits of the DRAM format (None: tau).
-KINDS = {
+REGION_KINDS = {
     "ternary": (np.int8, 2),
     "index": (np.int32, None),
     "sign": (np.int8, 1),
@@ -46,7 +46,7 @@ class Region:
     ----------
     name : str
     kind : str
-        One of :data:`KINDS`.
+        One of :data:`REGION_KINDS`.
     size : int
         Elements.
     bits : int
@@ -61,7 +61,7 @@ class Region:
     @property
     def dtype(self):
         """The NumPy dtype the simulator holds the region in."""
-        return KINDS[self.kind][0]
+        return REGION_KINDS[self.kind][0]
 
     @property
     def nbytes(self) -> int:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw_targets.compiler import buffer_elements
-from hw_targets.isa import BUFFER_IDS, KERNELS, module_of
+from hw_targets.isa import BUFFER_IDS, KERNELS, MODULES, module_of
 from hw_targets.layer import UNIT_CHANNELS
 from hw_targets.program import BUFFER_KINDS, Program, as_instructions
 from hw_targets.spec import AcceleratorSpec, load_spec
@@ -40,7 +40,6 @@ from tvm_snn.errors import StreamError
 
 __all__ = ["MODULES", "SimStats", "simulate"]
 
-MODULES = ("load", "compute", "store")
 SHARED_BUFFERS = ("input", "index", "codebook", "weight", "params", "output")
 _BUFFER_DTYPES = {
     "input": np.int8,

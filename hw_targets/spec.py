@@ -26,10 +26,17 @@ from pathlib import Path
 from tvm_snn.errors import FpgaConfigError
 from tvm_snn.schema import MAX_TAU, MIN_TAU
 
-__all__ = ["BUFFERS", "PRESETS", "AcceleratorSpec", "Resources", "load_spec", "resource_estimate"]
+__all__ = [
+    "BUFFERS",
+    "SPEC_PRESETS",
+    "AcceleratorSpec",
+    "Resources",
+    "load_spec",
+    "resource_estimate",
+]
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-PRESETS = ("paper", "pynq-z1")
+SPEC_PRESETS = ("paper", "pynq-z1")
 BUFFERS = ("input", "index", "codebook", "weight", "response", "accumulator", "output", "params")
 RESPONSE_BITS = 5  # a stored response: a ternary 3x3 dot lies in [-9, 9]
 _INT_FIELDS = {
@@ -276,7 +283,7 @@ def load_spec(spec="paper") -> AcceleratorSpec:
     Parameters
     ----------
     spec : str, pathlib.Path, dict or AcceleratorSpec
-        A preset name (:data:`PRESETS`), a path to a JSON file, or its parsed form.
+        A preset name (:data:`SPEC_PRESETS`), a path to a JSON file, or its parsed form.
 
     Returns
     -------
@@ -291,13 +298,13 @@ def load_spec(spec="paper") -> AcceleratorSpec:
         return spec
     if isinstance(spec, dict):
         return _from_dict(spec, "spec")
-    if isinstance(spec, str) and spec in PRESETS:
+    if isinstance(spec, str) and spec in SPEC_PRESETS:
         path = CONFIG_DIR / f"{spec}.json"
     elif isinstance(spec, (str, Path)) and str(spec).endswith(".json"):
         path = Path(spec)
     else:
         raise FpgaConfigError(
-            f"unknown accelerator config {spec!r}: use one of {PRESETS} or a path to a .json file"
+            f"unknown accelerator config {spec!r}: use one of {SPEC_PRESETS} or a path to a .json file"
         )
     try:
         config = json.loads(path.read_text())

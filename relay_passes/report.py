@@ -40,6 +40,11 @@ class LayerReport:
     folded : str
         The ops the weight was computed from at compile time (``"op,op,..."``,
         see ``relay_passes.fold_weight_subgraphs``); empty for a plain constant.
+    offload : str
+        With an accelerator target: why the accelerator did not take the conv
+        (it then runs on the CPU); empty otherwise.
+    cycles : int or None
+        With an accelerator target: the modelled cycles of the conv on it.
     """
 
     name: str
@@ -54,6 +59,8 @@ class LayerReport:
     frontend_tau: int | None = None
     snn_kernel: str = ""
     folded: str = ""
+    offload: str = ""
+    cycles: int | None = None
 
     @property
     def mbit(self):
@@ -89,11 +96,20 @@ def format_table(layers):
         lines.append(
             f"{layer.name:<20} {layer.kernel:<6} {tau:>3} {layer.bits_per_weight:>6.3f} {layer.activation:<6} "
             f"{str(layer.lowered):<7} {layer.snn_kernel or 'dense':<10} {layer.mbit:>7.4f} "
-            f"{layer.stored_bytes / BYTES_PER_KIB:>8.1f} {folded_count(layer):>6}  {layer.reason}"
+            f"{layer.stored_bytes / BYTES_PER_KIB:>8.1f} {folded_count(layer):>6}  {_note(layer)}"
         )
     lines.append("-" * len(header))
     lines.append(summary_line(layers))
     return "\n".join(lines)
+
+
+def _note(layer):
+    """The table's last column: why not lowered, the accelerator's cycles, or why it did not take the conv."""
+    if layer.reason:
+        return layer.reason
+    if layer.cycles is not None:
+        return f"{layer.cycles} cycles (modelled)"
+    return f"on the CPU: {layer.offload}" if layer.offload else ""
 
 
 def summary_line(layers):

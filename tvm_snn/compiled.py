@@ -20,6 +20,7 @@ from tvm_snn.benchmarking import time_interleaved
 from tvm_snn.deploy.hashing import file_sha256
 from tvm_snn.errors import (
     ArtifactError,
+    FpgaError,
     InputError,
     NotRunnableError,
     StandaloneError,
@@ -32,6 +33,7 @@ from tvm_snn.toolchain import fcompile_for
 from tvm_snn.tuning.plans import KernelChoice, format_tuning
 
 MANIFEST_SUFFIX = ".manifest.json"
+FPGA_SUFFIX = ".fpga.npz"
 MANIFEST_FORMAT = "tvm-snn-artifact"
 MANIFEST_VERSION = 1
 STDERR_FD = 2
@@ -143,6 +145,10 @@ class CompiledModel:
         The scheduled Relax module the code was built from (kept by
         :func:`tvm_snn.compile`, not by :func:`load`): what
         :meth:`export_standalone` turns into a C program.
+    accelerator : hw_targets.byoc.FpgaClaims, optional
+        With an ``snn-fpga`` target: the convs the accelerator runs, as
+        compiled programs. Their packed functions are registered in this
+        process; :meth:`export_library` writes them beside the library.
 
     Notes
     -----
@@ -162,6 +168,7 @@ class CompiledModel:
         unaligned_inputs=(),
         tuning=(),
         scheduled=None,
+        accelerator=None,
     ):
         self._module = module
         self.target = dict(target)
@@ -172,6 +179,7 @@ class CompiledModel:
         self.unaligned_inputs = tuple(unaligned_inputs)
         self.tuning = list(tuning)
         self._scheduled = scheduled
+        self.accelerator = accelerator
         self._vm = None
         self._staging = [None] * len(
             self.inputs
@@ -301,6 +309,8 @@ class CompiledModel:
             lines += [f"  {problem}" for problem in self.metadata_problems]
         if self.tuning:
             lines.append(format_tuning(self.tuning))
+        if self.accelerator is not None:
+            lines.append(self.accelerator.summary())
         return "\n".join(lines)
 
     def export_library(self, path):
@@ -334,6 +344,14 @@ class CompiledModel:
             "sha256": file_sha256(path),
             "tvm_version": tvm.__version__,
         }
+        if self.accelerator is not None:
+            sidecar = fpga_path(path)
+            self.accelerator.save(sidecar)
+            manifest["fpga"] = {
+                "file": os.path.basename(sidecar),
+                "spec": self.accelerator.spec.name,
+                "sha256": file_sha256(sidecar),
+            }
         with open(manifest_path(path), "w") as handle:
             json.dump(manifest, handle, indent=2)
         return path
@@ -453,6 +471,7 @@ def load(path):
     inputs = [InputSpec.from_json(item) for item in manifest["inputs"]]
     layers = [LayerReport.from_json(item) for item in manifest["layers"]]
     problems = manifest.get("metadata_problems", [])
+    accelerator = _load_accelerator(path, manifest) if "fpga" in manifest else None
     return CompiledModel(
         module,
         target,
@@ -461,4 +480,35 @@ def load(path):
         problems,
         manifest.get("unaligned_inputs", []),
         manifest["tuning"],
+        accelerator=accelerator,
     )
+
+
+def fpga_path(path):
+    """The accelerator's functions file beside artifact ``path``."""
+    return os.fspath(path) + FPGA_SUFFIX
+
+
+def _load_accelerator(path, manifest):
+    """Check and register the accelerator functions an artifact carries."""
+    from hw_targets.byoc import FpgaClaims
+
+    entry = manifest["fpga"]
+    sidecar = os.path.join(
+        os.path.dirname(os.path.abspath(os.fspath(path))), str(entry.get("file", ""))
+    )
+    if not os.path.isfile(sidecar):
+        raise ArtifactError(
+            f"the artifact runs convs on the FPGA, but its functions file {sidecar} is missing"
+        )
+    actual = file_sha256(sidecar)
+    if actual != entry.get("sha256"):
+        raise ArtifactError(
+            f"{sidecar} does not match the manifest: sha256 {actual} != recorded {entry.get('sha256')}"
+        )
+    try:
+        claims = FpgaClaims.from_file(sidecar)
+    except FpgaError as err:
+        raise ArtifactError(f"cannot read the accelerator functions: {err}") from None
+    claims.register()
+    return claims

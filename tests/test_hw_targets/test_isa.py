@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from hw_targets.isa import (
-    CLASSES,
     FIELDS,
     INSTRUCTION_BYTES,
+    INSTRUCTION_CLASSES,
     OPCODES,
     Alu,
     Load,
@@ -32,7 +32,7 @@ def _random_instruction(rng, opcode):
         values.update(y_pad0=0, y_pad1=0, x_pad0=0, x_pad1=0)
     if "kernel" in values:
         values["kernel"] = int(rng.integers(0, 2))
-    probe = CLASSES[opcode](**values)
+    probe = INSTRUCTION_CLASSES[opcode](**values)
     module = module_of(probe)
     flags = {
         "pop_prev": module != "load" and bool(rng.integers(0, 2)),
@@ -40,7 +40,7 @@ def _random_instruction(rng, opcode):
         "pop_next": module != "store" and bool(rng.integers(0, 2)),
         "push_next": module != "store" and bool(rng.integers(0, 2)),
     }
-    return CLASSES[opcode](**values, **flags)
+    return INSTRUCTION_CLASSES[opcode](**values, **flags)
 
 
 @pytest.mark.parametrize("opcode", sorted(OPCODES))
@@ -56,7 +56,7 @@ def test_every_opcode_round_trips(opcode):
 def test_every_opcode_fits_its_word_and_its_class_has_its_fields():
     for opcode in OPCODES:
         assert instruction_bits(opcode) <= INSTRUCTION_BYTES * 8
-        names = [f.name for f in dataclasses.fields(CLASSES[opcode])]
+        names = [f.name for f in dataclasses.fields(INSTRUCTION_CLASSES[opcode])]
         assert tuple(names[4:]) == field_names(opcode)
 
 

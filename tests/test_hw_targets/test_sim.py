@@ -5,6 +5,7 @@ import pytest
 from fpga_layers import SMALL_SPEC, binary_conv, expected_output, subbit_conv, ternary_input
 
 from hw_targets.compiler import buffer_elements, compile_conv, dram_image, read_output
+from hw_targets.isa import decode_stream
 from hw_targets.layer import FpgaConv
 from hw_targets.networks import bnn_layer, resnet_convs, subbit_layer
 from hw_targets.sim import simulate
@@ -20,6 +21,7 @@ def _spec(name):
 
 def _run(layer, spec, x, residual=None):
     program = compile_conv(layer, _spec(spec))
+    assert tuple(decode_stream(program.stream())) == program.instructions  # the stream encodes
     dram = dram_image(program, layer, x, residual)
     simulate(program, dram)
     return program, read_output(dram, layer)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from hw_targets.spec import PRESETS, load_spec, resource_estimate
+from hw_targets.spec import SPEC_PRESETS, load_spec, resource_estimate
 from tvm_snn.errors import FpgaConfigError
 
 
@@ -15,7 +15,7 @@ def test_presets_load_with_their_headline_parameters():
     pynq = load_spec("pynq-z1")
     assert pynq.clock_mhz == 100.0
     assert pynq.device["part"].startswith("xc7z020")
-    assert set(PRESETS) == {"paper", "pynq-z1"}
+    assert set(SPEC_PRESETS) == {"paper", "pynq-z1"}
 
 
 def test_pynq_preset_fits_the_xc7z020():

@@ -1,0 +1,278 @@
+"""The ``snn-fpga`` target: which convs the FPGA accelerator runs, and the passes that hand them over.
+
+``tvm_snn.compile(model, target="snn-fpga")`` (or ``"snn-fpga -config=pynq-z1"``,
+``-config=PATH.json``, ``-host=PRESET``) compiles for a CPU host (``x86`` by
+default) with the accelerator beside it:
+
+1. :class:`ClaimFpgaConvs` (in the pipeline's offload hook, after detection):
+   each sub-bit composite with binary inputs that the accelerator can run
+   goes back into the graph as its plain ``conv2d``, claimed in an
+   :class:`~hw_targets.byoc.FpgaClaims`: as a sub-bit conv when its tau fits
+   the datapath, else as a BNN conv (its weight is +-alpha). The others stay
+   composites for the CPU kernels, and their report says why
+   (``LayerReport.offload``).
+2. ``FuseOpsByPattern`` with the accelerator's patterns and ``annotate_codegen``:
+   each claimed conv and its epilogue become a ``Codegen = "snn_fpga"`` function.
+3. :class:`BuildFpgaFunctions`: each such function is compiled to a program
+   and named; the conv's report moves onto it (``snn_kernel`` ``fpga-snn`` or
+   ``fpga-bnn``, with the modelled cycles).
+4. After the reports are read, :func:`run_codegen` runs ``RunCodegen``, which
+   registers the runtime functions (:mod:`hw_targets.byoc`).
+
+``relay_passes`` never imports ``hw_targets``: this module, one layer up,
+joins them.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+import tvm
+from tvm import relax
+
+from hw_targets.byoc import CODEGEN, FpgaClaims, claims_scope, fpga_patterns
+from hw_targets.compiler import compile_conv
+from hw_targets.layer import FpgaConv
+from hw_targets.spec import AcceleratorSpec, load_spec
+from relay_passes.detect_subbit_conv import (
+    ATTR_ACTIVATION,
+    ATTR_COMPOSITE,
+    is_conv,
+    is_subbit_composite,
+)
+from relay_passes.ir_module import rebuilt
+from relay_passes.layer_records import ATTR_REPORT, updated_record
+from relay_passes.lower_subbit_conv import composite_conv
+from schedules.bnn_xnor import BinaryConv
+from tvm_snn.errors import CompileError, FpgaError, FpgaLayerError, TargetError
+
+__all__ = ["FPGA_KIND", "FpgaTarget", "fpga_target", "offload_passes", "run_codegen"]
+
+FPGA_KIND = "snn-fpga"
+DEFAULT_HOST = "x86"
+KERNEL_NAMES = {"subbit": "fpga-snn", "bnn": "fpga-bnn"}
+_OPTIONS = ("config", "host")
+HIDDEN_COMPOSITE = "tvm_snn.hidden_composite"
+
+
+@dataclass(frozen=True)
+class FpgaTarget:
+    """A parsed ``snn-fpga`` target: the accelerator's spec and the CPU host's target."""
+
+    spec: AcceleratorSpec
+    host: str
+
+    def to_json(self) -> dict:
+        return {"kind": FPGA_KIND, "config": self.spec.to_dict(), "host": self.host}
+
+
+def fpga_target(target) -> FpgaTarget | None:
+    """The :class:`FpgaTarget` that ``target`` names, or None for a CPU target.
+
+    Accepted: ``"snn-fpga"`` with the options ``-config=NAME|PATH`` (a preset of
+    ``hw_targets.spec.PRESETS`` or a JSON file; ``paper`` by default) and
+    ``-host=TARGET`` (the CPU, ``x86`` by default); or a dict
+    ``{"kind": "snn-fpga", "config": ..., "host": ...}``.
+
+    Raises
+    ------
+    TargetError
+        An unknown option, or a config that does not load (the spec's error
+        is in the message).
+    """
+    if isinstance(target, dict) and target.get("kind") == FPGA_KIND:
+        options = {k: v for k, v in target.items() if k != "kind"}
+    elif isinstance(target, str) and target.split()[:1] == [FPGA_KIND]:
+        options = {}
+        for word in shlex.split(target)[1:]:
+            key, _, value = word.lstrip("-").partition("=")
+            if not word.startswith("-") or not value:
+                raise TargetError(f"snn-fpga option {word!r} must be -key=value")
+            options[key] = value
+    else:
+        return None
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise TargetError(f"unknown snn-fpga option(s) {unknown}; accepted: {', '.join(_OPTIONS)}")
+    try:
+        spec = load_spec(options.get("config", "paper"))
+    except FpgaError as err:
+        raise TargetError(f"snn-fpga: {err}") from None
+    host = options.get("host", DEFAULT_HOST)
+    if not isinstance(host, str):
+        raise TargetError(f"snn-fpga: -host must be a CPU target string, got {host!r}")
+    return FpgaTarget(spec, host)
+
+
+def accelerator_form(conv, spec: AcceleratorSpec):
+    """What the accelerator runs for a binary-input sub-bit conv: itself, or its BNN form when tau is too wide."""
+    if conv.tau <= spec.max_tau:
+        return conv
+    if tuple(conv.dilation) != (1, 1):
+        raise FpgaLayerError(
+            f"unsupported dilation {conv.dilation}: the accelerator runs dilation 1"
+        )
+    return BinaryConv.from_dense(conv.to_dense(), conv.stride, conv.padding)
+
+
+def _composite_weight(func):
+    convs = []
+    relax.analysis.post_order_visit(func.body, lambda e: convs.append(e) if is_conv(e) else None)
+    (call,) = convs
+    return call
+
+
+@relax.expr_functor.mutator
+class _Inliner(relax.PyExprMutator):
+    """Calls of the claimed composites become their plain conv2d."""
+
+    def __init__(self, mod, claimed):
+        super().__init__(mod)
+        self.claimed = claimed
+
+    def visit_call_(self, call):
+        call = super().visit_call_(call)
+        if isinstance(call.op, tvm.ir.GlobalVar) and call.op.name_hint in self.claimed:
+            conv = self.claimed[call.op.name_hint]
+            return relax.Call(conv.op, [call.args[0], conv.args[1]], conv.attrs)
+        return call
+
+
+@tvm.transform.module_pass(opt_level=0, name="tvm_snn.ClaimFpgaConvs")
+class ClaimFpgaConvs:
+    """Claim the binary-input sub-bit convs the accelerator can run (see the module docstring)."""
+
+    def __init__(self, claims: FpgaClaims, records: dict):
+        self.claims = claims
+        self.records = records
+
+    def _decide(self, func):
+        """The accelerator's form of the composite's conv, or the reason it stays on the CPU."""
+        if str(func.attrs[ATTR_ACTIVATION]) != "binary":
+            return None, "float activations: the accelerator takes binary inputs only"
+        conv = composite_conv(func)
+        shape = tuple(int(d) for d in func.params[0].ty.shape)
+        try:
+            form = accelerator_form(conv, self.claims.spec)
+            compile_conv(FpgaConv(form, shape), self.claims.spec)  # tiling must fit too
+        except FpgaLayerError as err:
+            return None, str(err)
+        return form, ""
+
+    def transform_module(self, mod, _ctx):
+        claimed, refused = {}, {}
+        for gv, func in mod.functions_items():
+            if not is_subbit_composite(func):
+                continue
+            form, reason = self._decide(func)
+            if form is None:
+                refused[gv] = func.with_attr(
+                    ATTR_REPORT, updated_record(func.attrs[ATTR_REPORT], offload=reason)
+                )
+                continue
+            call = _composite_weight(func)
+            weight = call.args[1].value.numpy()
+            self.claims.claim(weight, form)
+            self.records.setdefault(self.claims.key_of(weight), []).append(
+                str(func.attrs[ATTR_REPORT])
+            )
+            claimed[gv.name_hint] = call
+        for gv, func in refused.items():
+            mod[gv] = func
+        if not claimed:
+            return mod
+        inliner = _Inliner(mod, claimed)
+        for gv, func in list(mod.functions_items()):
+            if isinstance(func, relax.Function) and not is_subbit_composite(func):
+                inliner.builder_.update_func(gv, inliner.visit_expr(func))
+        inlined = inliner.builder_.get()
+        return rebuilt(
+            inlined, {gv: f for gv, f in inlined.functions_items() if gv.name_hint not in claimed}
+        )
+
+
+@tvm.transform.module_pass(opt_level=0, name="tvm_snn.BuildFpgaFunctions")
+class BuildFpgaFunctions:
+    """Compile and name the ``snn_fpga`` functions; move each claimed conv's report onto its function."""
+
+    def __init__(self, claims: FpgaClaims, records: dict):
+        self.claims = claims
+        self.records = records
+
+    def transform_module(self, mod, _ctx):
+        mod = self.claims.build(mod)
+        built = 0
+        for gv, func in list(mod.functions_items()):
+            if (
+                isinstance(func, relax.Function)
+                and func.attrs is not None
+                and str(func.attrs.get("Codegen", "")) == CODEGEN
+            ):
+                function = self.claims.for_function(func)
+                record = self.records[function.key].pop(0)
+                record = updated_record(
+                    record, snn_kernel=KERNEL_NAMES[function.kind], cycles=function.cycles.total
+                )
+                mod[gv] = func.with_attr(ATTR_REPORT, record)
+                built += 1
+        left = sum(len(records) for records in self.records.values())
+        if left:
+            raise CompileError(
+                f"{left} claimed conv(s) were not taken by the accelerator's patterns"
+            )
+        return mod
+
+
+def _hidden(mod):
+    """``mod`` with the detector's composites' ``Composite`` attribute moved aside."""
+    for gv, func in list(mod.functions_items()):
+        if is_subbit_composite(func):
+            mod[gv] = func.without_attr(ATTR_COMPOSITE).with_attr(
+                HIDDEN_COMPOSITE, func.attrs[ATTR_COMPOSITE]
+            )
+    return mod
+
+
+def _restored(mod):
+    for gv, func in list(mod.functions_items()):
+        if func.attrs is not None and HIDDEN_COMPOSITE in func.attrs:
+            mod[gv] = func.without_attr(HIDDEN_COMPOSITE).with_attr(
+                ATTR_COMPOSITE, func.attrs[HIDDEN_COMPOSITE]
+            )
+    return mod
+
+
+def composites_hidden(inner):
+    """``inner`` run with the detector's CPU composites hidden.
+
+    TVM's ``FuseOpsByPattern(annotate_codegen=True)`` and ``RunCodegen`` take
+    every call of a function with a ``Composite`` attribute for an offload (a
+    ``tvm_snn`` codegen region, then ``relax.ext.tvm_snn``), so the composites
+    left for the CPU kernels lose that attribute while they run and get it back.
+    """
+
+    @tvm.transform.module_pass(opt_level=0, name=f"tvm_snn.Hidden({inner.info.name})")
+    def run(mod, _ctx):
+        return _restored(inner(_hidden(mod)))
+
+    return run
+
+
+def offload_passes(claims: FpgaClaims) -> list:
+    """The offload hook's passes for ``claims`` (see the module docstring)."""
+    records: dict = {}
+    fuse = relax.transform.FuseOpsByPattern(
+        fpga_patterns(claims), bind_constants=True, annotate_codegen=True, entry_functions=["main"]
+    )
+    return [
+        ClaimFpgaConvs(claims, records),
+        composites_hidden(fuse),
+        BuildFpgaFunctions(claims, records),
+    ]
+
+
+def run_codegen(mod, claims: FpgaClaims):
+    """``RunCodegen`` with ``claims`` in scope: the ``snn_fpga`` calls become registered packed calls."""
+    with claims_scope(claims):
+        return composites_hidden(relax.transform.RunCodegen())(mod)
