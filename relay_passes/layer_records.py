@@ -47,6 +47,17 @@ def _parse(text):
     return data[_ORDER], LayerReport.from_json(data[_REPORT])
 
 
+def record_report(text):
+    """The :class:`LayerReport` of a record written by :func:`report_record`."""
+    return _parse(text)[1]
+
+
+def dense_records(func):
+    """The records of the convs ``func`` keeps dense (JSON strings, see :func:`with_dense_reports`)."""
+    attrs = func.attrs if func.attrs is not None else {}
+    return json.loads(str(attrs[ATTR_DENSE_CONVS])) if ATTR_DENSE_CONVS in attrs else []
+
+
 def updated_record(text, **changes):
     """The record ``text`` with its report's fields changed as ``changes`` say."""
     order, report = _parse(text)
@@ -97,8 +108,14 @@ def read_reports(mod):
 
 
 def with_dense_reports(func, records):
-    """``func`` carrying the records of the convs it keeps dense."""
-    return func.with_attr(ATTR_DENSE_CONVS, json.dumps(records)) if records else func
+    """``func`` carrying the records of the convs it keeps dense (none: no attribute)."""
+    if records:
+        return func.with_attr(ATTR_DENSE_CONVS, json.dumps(records))
+    return (
+        func.without_attr(ATTR_DENSE_CONVS)
+        if func.attrs is not None and ATTR_DENSE_CONVS in func.attrs
+        else func
+    )
 
 
 def fingerprint(array):

@@ -10,7 +10,9 @@ default) with the accelerator beside it:
    :class:`~hw_targets.byoc.FpgaClaims`: as a sub-bit conv when its tau fits
    the datapath, else as a BNN conv (its weight is +-alpha). The others stay
    composites for the CPU kernels, and their report says why
-   (``LayerReport.offload``).
+   (``LayerReport.offload``). A conv the detector left dense (unprofitable on
+   the CPU) whose input is binary and whose weight is +-alpha per channel is
+   claimed as a BNN conv.
 2. ``FuseOpsByPattern`` with the accelerator's patterns and ``annotate_codegen``:
    each claimed conv and its epilogue become a ``Codegen = "snn_fpga"`` function.
 3. :class:`BuildFpgaFunctions`: each such function is compiled to a program
@@ -42,10 +44,17 @@ from relay_passes.detect_subbit_conv import (
     is_subbit_composite,
 )
 from relay_passes.ir_module import rebuilt
-from relay_passes.layer_records import ATTR_REPORT, updated_record
+from relay_passes.layer_records import (
+    ATTR_REPORT,
+    dense_records,
+    record_report,
+    updated_record,
+    with_dense_reports,
+)
 from relay_passes.lower_subbit_conv import composite_conv
+from relay_passes.subbit_analysis import is_binary_input
 from schedules.bnn_xnor import BinaryConv
-from tvm_snn.errors import CompileError, FpgaError, FpgaLayerError, TargetError
+from tvm_snn.errors import CompileError, FormatError, FpgaError, FpgaLayerError, TargetError
 
 __all__ = ["FPGA_KIND", "FpgaTarget", "fpga_target", "offload_passes", "run_codegen"]
 
@@ -160,7 +169,61 @@ class ClaimFpgaConvs:
             return None, str(err)
         return form, ""
 
+    def _bnn_form(self, call, shape):
+        """The BNN form of a dense conv with a binary input and a +-alpha weight, or the reason there is none."""
+        attrs = call.attrs
+        if int(attrs.groups) != 1 or any(int(d) != 1 for d in attrs.dilation):
+            return None, "grouped or dilated: the accelerator runs groups 1, dilation 1"
+        weight = call.args[1].value.numpy()
+        try:
+            form = BinaryConv.from_dense(
+                weight, tuple(int(v) for v in attrs.strides), tuple(int(v) for v in attrs.padding)
+            )
+            compile_conv(FpgaConv(form, shape), self.claims.spec)
+        except (FormatError, FpgaLayerError) as err:
+            return None, str(err)
+        return form, ""
+
+    def _claim_dense(self, mod):
+        """Claim the BNN convs the detector left dense (binary input, +-alpha weight); move their records."""
+        gv = mod.get_global_var("main")
+        main = mod[gv]
+        records = dense_records(main)
+        if not records:
+            return
+        by_var = {record_report(text).name.split(":", 1)[-1]: text for text in records}
+        var2val = relax.analysis.get_var2val(main)
+        kept = list(records)
+        for var, value in var2val.items():
+            text = by_var.get(str(var.name))
+            if (
+                text is None
+                or not is_conv(value)
+                or not isinstance(value.args[1], tvm.ir.GenericConst)
+            ):
+                continue
+            if not is_binary_input(value.args[0], var2val):
+                continue
+            weight = value.args[1].value.numpy()
+            if self.claims.claim_for(weight) is not None:
+                continue
+            form, reason = self._bnn_form(value, tuple(int(d) for d in value.args[0].ty.shape))
+            kept.remove(text)
+            if form is None:
+                kept.append(updated_record(text, offload=reason))
+                continue
+            self.claims.claim(weight, form)
+            lowered = updated_record(
+                text,
+                lowered=True,
+                reason="",
+                stored_bytes=form.signs.size // 8 + 8 * form.signs.shape[0],
+            )
+            self.records.setdefault(self.claims.key_of(weight), []).append(lowered)
+        mod[gv] = with_dense_reports(main, kept)
+
     def transform_module(self, mod, _ctx):
+        self._claim_dense(mod)
         claimed, refused = {}, {}
         for gv, func in mod.functions_items():
             if not is_subbit_composite(func):

@@ -18,6 +18,7 @@ from qat_models import make_dyadic_, resnet_imagenet
 from relax_builders import conv_epilogue_module, conv_module, subbit_weight
 
 import tvm_snn
+from hw_targets.spec import load_spec
 from schedules import reference
 from tvm_snn.errors import ArtifactError, TargetError
 from tvm_snn.train.zoo import build_snn_resnet, input_shape
@@ -162,3 +163,40 @@ def test_float_activations_stay_on_the_cpu_and_the_report_says_why():
 def test_bad_fpga_targets_are_refused(target, message):
     with pytest.raises(TargetError, match=message):
         tvm_snn.compile(conv_module(subbit_weight(8, 8), (1, 8, 6, 6), binary=True), target=target)
+
+
+def _bnn_weight(rng, out_channels, in_channels):
+    signs = rng.choice(
+        np.array([-1.0, 1.0], dtype=np.float32), size=(out_channels, in_channels, 3, 3)
+    )
+    return signs * rng.uniform(0.5, 1.5, out_channels).astype(np.float32)[:, None, None, None]
+
+
+def test_a_bnn_conv_the_cpu_leaves_dense_runs_on_the_accelerator():
+    """A +-alpha conv on sign(x) that the CPU detector finds unprofitable runs as XNOR."""
+    rng = np.random.default_rng(4)
+    weight = _bnn_weight(rng, 16, 16)
+    mod = conv_module(weight, (1, 16, 8, 8), binary=True)
+    assert not tvm_snn.compile(mod, target="x86").snn_layers[0].lowered
+    cm = tvm_snn.compile(mod, target=FPGA)
+    x = rng.standard_normal((1, 16, 8, 8)).astype(np.float32)
+    want = reference.conv2d_dense_reference(np.sign(x), weight, None, 1, 1)
+    np.testing.assert_allclose(cm(x), want, rtol=FLOAT_RTOL, atol=FLOAT_ATOL)
+    (layer,) = cm.snn_layers
+    assert (layer.lowered, layer.snn_kernel, layer.reason) == (True, "fpga-bnn", "")
+    assert "0 sub-bit and 1 BNN conv(s)" in cm.report()
+
+
+def test_a_tau_above_the_datapath_runs_as_a_bnn_conv(tmp_path):
+    narrow = dict(load_spec("paper").to_dict(), name="narrow", max_tau=4)
+    path = tmp_path / "narrow.json"
+    path.write_text(json.dumps(narrow))
+    weight = subbit_weight(64, 64, tau=5, seed=5)
+    cm = tvm_snn.compile(
+        conv_module(weight, RESIDUAL_SHAPE, binary=True), target=f"{FPGA} -config={path}"
+    )
+    x = np.random.default_rng(5).standard_normal(RESIDUAL_SHAPE).astype(np.float32)
+    want = reference.conv2d_dense_reference(np.sign(x), weight, None, 1, 1)
+    np.testing.assert_allclose(cm(x), want, rtol=FLOAT_RTOL, atol=FLOAT_ATOL)
+    (layer,) = cm.snn_layers
+    assert (layer.tau, layer.snn_kernel) == (5, "fpga-bnn")
