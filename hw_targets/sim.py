@@ -40,6 +40,7 @@ from tvm_snn.errors import StreamError
 
 __all__ = ["MODULES", "SimStats", "simulate"]
 
+OBSERVED = ("PRECOMPUTE", "GATHER", "XNOR")  # what an observer sees: the PE array's instructions
 SHARED_BUFFERS = ("input", "index", "codebook", "weight", "params", "output")
 _BUFFER_DTYPES = {
     "input": np.int8,
@@ -91,8 +92,9 @@ class _Access:
 
 
 class _Machine:
-    def __init__(self, spec: AcceleratorSpec, program: Program, dram: dict):
+    def __init__(self, spec: AcceleratorSpec, program: Program, dram: dict, observer=None):
         self.spec, self.program, self.dram = spec, program, dram
+        self.observer = observer
         self.capacity = buffer_elements(spec)
         self.buffers = {
             name: np.zeros(self.capacity[name], dtype=dtype)
@@ -320,6 +322,9 @@ class _Machine:
                 for other in MODULES:
                     clock[other] = max(clock[other], sender[other])
         clock[module] += 1
+        before = None
+        if self.observer is not None and inst.opcode in OBSERVED:
+            before = {name: array.copy() for name, array in self.buffers.items()}
         if inst.opcode == "LOAD":
             self.load(module, inst)
         elif inst.opcode == "STORE":
@@ -330,6 +335,8 @@ class _Machine:
             if getattr(inst, f"push_{side}"):
                 self.tokens[_PUSH[(module, side)]].append(dict(clock))
         self.stats.executed[module] += 1
+        if before is not None:
+            self.observer(number, inst, before, self.buffers)
 
     def ready(self, module: str, inst) -> bool:
         return all(
@@ -346,7 +353,7 @@ def _queues(instructions) -> dict:
     return queues
 
 
-def simulate(program: Program, dram: dict, spec=None) -> SimStats:
+def simulate(program: Program, dram: dict, spec=None, observer=None) -> SimStats:
     """Run ``program`` on ``dram`` (its regions by name, changed in place).
 
     Parameters
@@ -356,6 +363,11 @@ def simulate(program: Program, dram: dict, spec=None) -> SimStats:
         An array per region, as :meth:`Program.empty_dram` makes them.
     spec : optional
         The accelerator; by default the one the program was compiled for.
+    observer : callable, optional
+        ``observer(number, instruction, before, after)`` after each
+        PRECOMPUTE, GATHER and XNOR, with copies of the buffers before it
+        and the buffers after it (by name): for checking another model of
+        the PE array instruction by instruction.
 
     Returns
     -------
@@ -375,7 +387,7 @@ def simulate(program: Program, dram: dict, spec=None) -> SimStats:
             raise StreamError(
                 f"DRAM region '{region.name}' must be {np.dtype(region.dtype).name} [{region.size}]"
             )
-    machine = _Machine(spec, program, dram)
+    machine = _Machine(spec, program, dram, observer)
     queues = _queues(instructions)
     while any(queues.values()):
         progressed = False
