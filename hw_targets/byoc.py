@@ -324,6 +324,11 @@ class FpgaClaims:
         """The built function behind a named ``snn_fpga`` function."""
         return self.functions[str(func.attrs["global_symbol"])]
 
+    def use_device(self, device) -> None:
+        """Run every function on ``device`` (``run(program, dram)``: the simulator by default, a board's)."""
+        for function in self.functions.values():
+            function.device = device
+
     def register(self) -> None:
         """Register every function's packed function (as after a load)."""
         for function in self.functions.values():

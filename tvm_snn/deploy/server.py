@@ -96,6 +96,10 @@ def prepare_server_process():
     if not os.environ.get("TVM_NUM_THREADS"):
         os.environ["TVM_NUM_THREADS"] = str(len(os.sched_getaffinity(0)))
 
+    from hw_targets.driver.remote import register_board_functions
+
+    register_board_functions()  # snn-fpga programs, on the board's FPGA or its simulator
+
     @tvm_ffi.register_global_func(ARCH_FUNC, override=True)
     def _arch():
         return board_arch()
