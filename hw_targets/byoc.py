@@ -8,14 +8,14 @@ module never sees ``relay_passes``):
    (by the weight's fingerprint) with the accelerator form of each: a
    :class:`~schedules.subbit.SubBitConv` (PRECOMPUTE + GATHER) or a
    :class:`~schedules.bnn_xnor.BinaryConv` (XNOR).
-2. ``FuseOpsByPattern`` with :func:`fpga_patterns` and ``annotate_codegen``
-   groups each claimed conv with its epilogue (a per-channel bias, a
-   residual add, a ReLU) into a function with ``Codegen = "snn_fpga"``.
-   ``MergeCompositeFunctions`` is not used: it takes every function with a
-   ``Composite`` attribute for an offload region, the detector's CPU
-   composites too, and fails on them.
-3. :meth:`FpgaClaims.build` compiles each such function's conv to a program
-   (:func:`hw_targets.compiler.compile_conv`), models its cycles and names it
+2. ``FuseOpsByPattern`` with :func:`fpga_patterns` groups each claimed conv
+   with its epilogue (a per-channel bias, a residual add, a ReLU) into an
+   ``snn_fpga.*`` composite, and ``MergeCompositeFunctions`` wraps connected
+   composites into regions with ``Codegen = "snn_fpga"`` (a shortcut conv and
+   the conv whose residual it is become one region: the tensor between them
+   never goes back to the CPU).
+3. :meth:`FpgaClaims.build` compiles each region's convs to programs
+   (:func:`hw_targets.compiler.compile_conv`), models their cycles and names it
    ``snn_fpga_<hash>`` (the function's structural hash: two models in one
    process never share a name for different code).
 4. ``RunCodegen`` calls ``relax.ext.snn_fpga``: it registers, for each
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 
 import numpy as np
 import tvm
@@ -40,12 +39,10 @@ import tvm_ffi
 from tvm import relax
 from tvm.relax.dpl import is_const, is_op, wildcard
 
-from hw_targets.compiler import compile_conv, dram_image, read_output
-from hw_targets.cycles import cycles
-from hw_targets.driver import SimulatorDevice
-from hw_targets.isa import decode_stream
+from hw_targets.compiler import compile_conv
 from hw_targets.layer import FpgaConv
-from hw_targets.program import Program
+from hw_targets.runtime import FpgaFunction, FpgaStep, Source
+from hw_targets.sidecar import load_functions, save_functions
 from hw_targets.spec import AcceleratorSpec, load_spec
 from schedules.bnn_xnor import BinaryConv
 from schedules.subbit import SubBitConv
@@ -54,17 +51,12 @@ from tvm_snn.errors import FpgaError, FpgaLayerError
 __all__ = [
     "CODEGEN",
     "FpgaClaims",
-    "FpgaFunction",
     "fpga_patterns",
     "claims_scope",
-    "save_functions",
-    "load_functions",
 ]
 
 CODEGEN = "snn_fpga"
 SYMBOL_PREFIX = "snn_fpga_"
-SIDECAR_FORMAT = "tvm-snn-fpga-functions"
-SIDECAR_VERSION = 1
 _ACTIVE = []  # the claims RunCodegen's callback serves (a stack: claims_scope)
 
 
@@ -142,84 +134,11 @@ def fpga_patterns(claims: FpgaClaims) -> list:
     return patterns
 
 
-# ---- functions -------------------------------------------------------------------
-
-
-class FpgaFunction:
-    """One offloaded function: a conv with its epilogue, compiled, and the packed function that runs it.
-
-    Parameters
-    ----------
-    symbol : str
-        The global name the Relax VM calls.
-    layer : FpgaConv
-    program : Program
-    data_position, residual_position : int, int or None
-        Which arguments of the call are the conv's input and the residual.
-    key : str
-        The claimed weight's key.
-    """
-
-    def __init__(self, symbol, layer, program, data_position=0, residual_position=None, key=""):
-        self.symbol = symbol
-        self.layer = layer
-        self.program = program
-        self.data_position = data_position
-        self.residual_position = residual_position
-        self.key = key
-        self.cycles = cycles(program)
-        self.device = SimulatorDevice()
-        self.calls = 0
-
-    @property
-    def kind(self) -> str:
-        """``"subbit"`` (PRECOMPUTE + GATHER) or ``"bnn"`` (XNOR)."""
-        return "subbit" if self.layer.subbit else "bnn"
-
-    def __call__(self, *args):
-        """The packed function: the call's inputs, then its output tensor (destination passing)."""
-        x = args[self.data_position].numpy()
-        residual = None if self.residual_position is None else args[self.residual_position].numpy()
-        dram = dram_image(self.program, self.layer, x, residual)
-        self.device.run(self.program, dram)
-        args[-1].copyfrom(read_output(dram, self.layer))
-        self.calls += 1
-
-    def register(self) -> None:
-        """Register the packed function under :attr:`symbol` (replacing one of the same name)."""
-        tvm_ffi.register_global_func(self.symbol, self.__call__, override=True)
-
-
-def _inner_composite(func):
-    found = []
-    relax.analysis.post_order_visit(
-        func.body,
-        lambda e: (
-            found.append(e)
-            if isinstance(e, relax.Function) and e.attrs is not None and "Composite" in e.attrs
-            else None
-        ),
-    )
-    if len(found) != 1:
-        raise FpgaError(f"an {CODEGEN} function must hold one composite, found {len(found)}")
-    return found[0]
+# ---- regions ---------------------------------------------------------------------
 
 
 def _bindings(func):
-    body = func.body
-    return [b for block in body.blocks for b in block.bindings]
-
-
-def _outer_positions(outer, inner) -> dict:
-    """Outer parameter position of each inner parameter, through the call ``local(...)``."""
-    for binding in _bindings(outer):
-        value = binding.value
-        if isinstance(value, relax.Call) and not isinstance(value.op, (tvm.ir.Op,)):
-            positions = {}
-            for param, arg in zip(inner.params, value.args, strict=True):
-                positions[param] = next(i for i, p in enumerate(outer.params) if p.same_as(arg))
-            return positions
-    raise FpgaError(f"the {CODEGEN} function does not call its composite")
+    return [b for block in func.body.blocks for b in block.bindings]
 
 
 def _epilogue(inner):
@@ -244,8 +163,18 @@ def _epilogue(inner):
     return conv, bias, residual, relu
 
 
+def _outputs(outer, step_of) -> list:
+    """The steps whose outputs the region returns."""
+    body = outer.body.body
+    results = body.fields if isinstance(body, relax.Tuple) else [body]
+    try:
+        return [step_of[var] for var in results]
+    except KeyError:
+        raise FpgaError(f"an {CODEGEN} region must return its composites' outputs") from None
+
+
 class FpgaClaims:
-    """The convs the accelerator takes in one compile, and the functions made from them.
+    """The convs the accelerator takes in one compile, and the regions made from them.
 
     Parameters
     ----------
@@ -274,44 +203,60 @@ class FpgaClaims:
         """The accelerator form of the conv of ``weight``, or None when it is not claimed."""
         return self._convs.get(weight_key(weight))
 
-    def function(self, outer) -> FpgaFunction:
-        """Compile one ``Codegen = "snn_fpga"`` function (not yet named or registered)."""
-        inner = _inner_composite(outer)
+    def _step(self, inner, sources) -> FpgaStep:
+        """One composite (``inner``, its parameters fed from ``sources``) as a compiled step."""
         conv_call, bias, residual, relu = _epilogue(inner)
         weight = conv_call.args[1].value.numpy()
         key = weight_key(weight)
         conv = self._convs[key]
         if isinstance(conv, SubBitConv) and bias is not None:
             conv = SubBitConv(**{**{f: getattr(conv, f) for f in _SUBBIT_FIELDS}, "bias": bias})
-        positions = _outer_positions(outer, inner)
-        data = conv_call.args[0]
-        input_shape = _dims(data)
+        source = {param: sources[number] for number, param in enumerate(inner.params)}
+        data = next(s for p, s in source.items() if p.same_as(conv_call.args[0]))
         layer = FpgaConv(
             conv,
-            input_shape,
+            _dims(conv_call.args[0]),
             residual=residual is not None,
             relu=relu,
             bias=bias if isinstance(conv, BinaryConv) else None,
         )
-        program = compile_conv(layer, self.spec)
-        return FpgaFunction(
-            "",
-            layer,
-            program,
-            data_position=positions[next(p for p in inner.params if p.same_as(data))],
-            residual_position=None if residual is None else positions[residual],
-            key=key,
+        residual_source = (
+            None if residual is None else next(s for p, s in source.items() if p.same_as(residual))
         )
+        return FpgaStep(layer, compile_conv(layer, self.spec), data, residual_source, key)
+
+    def function(self, outer) -> FpgaFunction:
+        """Compile one ``Codegen = "snn_fpga"`` region (not yet named or registered)."""
+        local, step_of, steps = {}, {}, []
+        params = list(outer.params)
+        for binding in _bindings(outer):
+            value = binding.value
+            if isinstance(value, relax.Function):
+                local[binding.var] = value
+                continue
+            if not isinstance(value, relax.Call) or value.op not in local:
+                raise FpgaError(
+                    f"an {CODEGEN} region holds only calls of its composites, got {type(value).__name__}"
+                )
+            sources = []
+            for arg in value.args:
+                if arg in step_of:
+                    sources.append(Source("step", step_of[arg]))
+                else:
+                    sources.append(
+                        Source("param", next(i for i, p in enumerate(params) if p.same_as(arg)))
+                    )
+            steps.append(self._step(local[value.op], sources))
+            step_of[binding.var] = len(steps) - 1
+        if not steps:
+            raise FpgaError(f"an {CODEGEN} region holds no composite")
+        return FpgaFunction("", len(params), steps, _outputs(outer, step_of))
 
     def build(self, mod):
-        """Compile every ``snn_fpga`` function of ``mod`` and name it (:func:`_symbol`); return the module."""
+        """Compile every ``snn_fpga`` region of ``mod`` and name it (:func:`_symbol`); return the module."""
         updates = {}
         for gv, func in mod.functions_items():
-            if (
-                isinstance(func, relax.Function)
-                and func.attrs is not None
-                and str(func.attrs.get("Codegen", "")) == CODEGEN
-            ):
+            if is_region(func):
                 built = self.function(func)
                 built.symbol = _symbol(built)
                 self.functions[built.symbol] = built
@@ -321,26 +266,30 @@ class FpgaClaims:
         return mod
 
     def for_function(self, func) -> FpgaFunction:
-        """The built function behind a named ``snn_fpga`` function."""
+        """The built region behind a named ``snn_fpga`` function."""
         return self.functions[str(func.attrs["global_symbol"])]
 
+    def steps(self) -> list:
+        """Every step of every region."""
+        return [step for function in self.functions.values() for step in function.steps]
+
     def use_device(self, device) -> None:
-        """Run every function on ``device`` (``run(program, dram)``: the simulator by default, a board's)."""
+        """Run every region on ``device`` (``run(program, dram)``: the simulator by default, a board's)."""
         for function in self.functions.values():
             function.device = device
 
     def register(self) -> None:
-        """Register every function's packed function (as after a load)."""
+        """Register every region's packed function (as after a load)."""
         for function in self.functions.values():
             function.register()
 
     def save(self, path) -> None:
-        """Write the functions to ``path`` (:func:`save_functions`)."""
+        """Write the regions to ``path`` (:func:`hw_targets.sidecar.save_functions`)."""
         save_functions(list(self.functions.values()), self.spec, path)
 
     @classmethod
     def from_file(cls, path) -> FpgaClaims:
-        """The functions of a file :meth:`save` wrote (not registered yet)."""
+        """The regions of a file :meth:`save` wrote (not registered yet)."""
         spec, functions = load_functions(path)
         claims = cls(spec)
         claims.functions = {function.symbol: function for function in functions}
@@ -348,22 +297,35 @@ class FpgaClaims:
 
     def summary(self) -> str:
         """One line: the accelerator, its convs and their modelled time."""
-        total = sum(function.cycles.total for function in self.functions.values())
-        kinds = [function.kind for function in self.functions.values()]
+        steps = self.steps()
+        total = sum(step.cycles.total for step in steps)
+        kinds = [step.kind for step in steps]
         spec = self.spec
         return (
             f"accelerator: snn-fpga '{spec.name}' ({spec.pe_count} PEs at {spec.clock_mhz:g} MHz): "
-            f"{kinds.count('subbit')} sub-bit and {kinds.count('bnn')} BNN conv(s), "
+            f"{kinds.count('subbit')} sub-bit and {kinds.count('bnn')} BNN conv(s) in {len(self.functions)} region(s), "
             f"{total} cycles modelled ({total / spec.clock_mhz:.1f} us); the rest runs on the CPU"
         )
 
 
+def is_region(func) -> bool:
+    """Whether ``func`` is an ``snn_fpga`` region (``Codegen = "snn_fpga"``)."""
+    return (
+        isinstance(func, relax.Function)
+        and func.attrs is not None
+        and str(func.attrs.get("Codegen", "")) == CODEGEN
+    )
+
+
 def _symbol(function: FpgaFunction) -> str:
-    """``snn_fpga_<digest>`` of the function's stream, weights and argument order: same code, same name."""
-    digest = hashlib.sha256(function.program.stream())
-    digest.update(function.key.encode())
-    digest.update(function.layer.scale_and_bias().tobytes())
-    digest.update(repr((function.data_position, function.residual_position)).encode())
+    """``snn_fpga_<digest>`` of the region's streams, weights and wiring: same code, same name."""
+    digest = hashlib.sha256()
+    for step in function.steps:
+        digest.update(step.program.stream())
+        digest.update(step.key.encode())
+        digest.update(step.layer.scale_and_bias().tobytes())
+        digest.update(repr((step.data, step.residual)).encode())
+    digest.update(repr((function.params, function.outputs)).encode())
     return SYMBOL_PREFIX + digest.hexdigest()[:20]
 
 
@@ -385,7 +347,7 @@ def claims_scope(claims: FpgaClaims):
 
 @tvm_ffi.register_global_func(f"relax.ext.{CODEGEN}", override=True)
 def _codegen(functions, _options, _constant_names):
-    """``RunCodegen``'s callback: register each function's runtime; no module to link."""
+    """``RunCodegen``'s callback: register each region's runtime; no module to link."""
     if not _ACTIVE:
         raise FpgaError(
             f"relax.ext.{CODEGEN} runs inside tvm_snn.compile(target='snn-fpga'), with claims in scope"
@@ -394,122 +356,3 @@ def _codegen(functions, _options, _constant_names):
     for func in functions:
         claims.for_function(func).register()
     return []
-
-
-# ---- the artifact's sidecar ------------------------------------------------------
-
-
-def _layer_record(function: FpgaFunction, number: int, arrays: dict) -> dict:
-    layer = function.layer
-    conv = layer.conv
-    prefix = f"f{number}"
-    arrays[f"{prefix}.stream"] = np.frombuffer(function.program.stream(), dtype=np.uint8)
-    record = {
-        "symbol": function.symbol,
-        "kind": function.kind,
-        "input_shape": list(layer.input_shape),
-        "residual": layer.residual,
-        "relu": layer.relu,
-        "sign": layer.sign,
-        "data_position": function.data_position,
-        "residual_position": function.residual_position,
-        "stride": list(conv.stride),
-        "padding": list(conv.padding),
-    }
-    if layer.subbit:
-        record.update(kernel=list(conv.kernel_size), tau=conv.tau)
-        for name in ("codebook", "indices", "alpha"):
-            arrays[f"{prefix}.{name}"] = np.asarray(getattr(conv, name))
-        if conv.bias is not None:
-            arrays[f"{prefix}.bias"] = np.asarray(conv.bias)
-    else:
-        arrays[f"{prefix}.signs"] = np.asarray(conv.signs)
-        arrays[f"{prefix}.alpha"] = np.asarray(conv.alpha)
-        if layer.bias is not None:
-            arrays[f"{prefix}.bias"] = np.asarray(layer.bias)
-    return record
-
-
-def save_functions(functions, spec: AcceleratorSpec, path) -> None:
-    """Write the programs and weights of ``functions`` to ``path`` (an ``.npz``, no pickles)."""
-    arrays = {}
-    records = [_layer_record(function, number, arrays) for number, function in enumerate(functions)]
-    meta = {
-        "format": SIDECAR_FORMAT,
-        "version": SIDECAR_VERSION,
-        "spec": spec.to_dict(),
-        "functions": records,
-    }
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    with open(path, "wb") as handle:
-        np.savez(handle, **arrays)
-
-
-def _rebuild(record: dict, number: int, arrays, spec: AcceleratorSpec) -> FpgaFunction:
-    prefix = f"f{number}"
-    bias = arrays[f"{prefix}.bias"] if f"{prefix}.bias" in arrays.files else None
-    if record["kind"] == "subbit":
-        conv = SubBitConv(
-            kernel_size=tuple(record["kernel"]),
-            tau=record["tau"],
-            codebook=arrays[f"{prefix}.codebook"],
-            indices=arrays[f"{prefix}.indices"],
-            alpha=arrays[f"{prefix}.alpha"],
-            bias=bias,
-            stride=tuple(record["stride"]),
-            padding=tuple(record["padding"]),
-            activation="binary",
-        )
-        layer_bias = None
-    else:
-        conv = BinaryConv(
-            signs=arrays[f"{prefix}.signs"],
-            alpha=arrays[f"{prefix}.alpha"],
-            stride=tuple(record["stride"]),
-            padding=tuple(record["padding"]),
-        )
-        layer_bias = bias
-    layer = FpgaConv(
-        conv,
-        tuple(record["input_shape"]),
-        residual=record["residual"],
-        relu=record["relu"],
-        sign=record["sign"],
-        bias=layer_bias,
-    )
-    compiled = compile_conv(layer, spec)
-    saved = decode_stream(arrays[f"{prefix}.stream"].tobytes())
-    program = Program(spec, compiled.regions, tuple(saved), compiled.info)
-    return FpgaFunction(
-        record["symbol"], layer, program, record["data_position"], record["residual_position"]
-    )
-
-
-def load_functions(path) -> tuple[AcceleratorSpec, list[FpgaFunction]]:
-    """Read a sidecar written by :func:`save_functions`; the functions are not registered yet.
-
-    Raises
-    ------
-    FpgaError
-        An unreadable or foreign file, or one whose records do not rebuild
-        (the ISA's and the compiler's own errors name what is wrong).
-    """
-    try:
-        arrays = np.load(path, allow_pickle=False)
-        meta = json.loads(arrays["meta"].tobytes().decode())
-    except (OSError, ValueError, KeyError, UnicodeDecodeError) as err:
-        raise FpgaError(f"{path} is not a readable snn-fpga functions file: {err}") from None
-    if (
-        not isinstance(meta, dict)
-        or meta.get("format") != SIDECAR_FORMAT
-        or meta.get("version") != SIDECAR_VERSION
-    ):
-        raise FpgaError(f"{path} is not a {SIDECAR_FORMAT} file of version {SIDECAR_VERSION}")
-    spec = load_spec(meta["spec"])
-    try:
-        functions = [
-            _rebuild(record, n, arrays, spec) for n, record in enumerate(meta["functions"])
-        ]
-    except (KeyError, TypeError) as err:
-        raise FpgaError(f"{path}: a function record is incomplete: {err}") from None
-    return spec, functions

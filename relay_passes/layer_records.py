@@ -27,6 +27,8 @@ from schedules.subbit import SubBitConv
 
 ATTR_REPORT = "tvm_snn.report"
 ATTR_DENSE_CONVS = "tvm_snn.dense_convs"
+# The records of the convs an offloaded region holds (an accelerator target writes them).
+ATTR_REPORTS = "tvm_snn.reports"
 ATTR_CODEBOOK = "tvm_snn.codebook"
 ATTR_INDICES = "tvm_snn.indices"
 ATTR_ALPHA = "tvm_snn.alpha"
@@ -102,8 +104,9 @@ def read_reports(mod):
         attrs = func.attrs if func.attrs is not None else {}
         if ATTR_REPORT in attrs:
             records.append(_parse(attrs[ATTR_REPORT]))
-        if ATTR_DENSE_CONVS in attrs:
-            records.extend(_parse(text) for text in json.loads(str(attrs[ATTR_DENSE_CONVS])))
+        for name in (ATTR_DENSE_CONVS, ATTR_REPORTS):
+            if name in attrs:
+                records.extend(_parse(text) for text in json.loads(str(attrs[name])))
     return [report for _, report in sorted(records, key=lambda record: record[0])]
 
 
@@ -116,6 +119,11 @@ def with_dense_reports(func, records):
         if func.attrs is not None and ATTR_DENSE_CONVS in func.attrs
         else func
     )
+
+
+def with_reports(func, records):
+    """``func`` (an offloaded region) carrying the records of the convs it holds."""
+    return func.with_attr(ATTR_REPORTS, json.dumps(records))
 
 
 def fingerprint(array):

@@ -13,11 +13,13 @@ default) with the accelerator beside it:
    (``LayerReport.offload``). A conv the detector left dense (unprofitable on
    the CPU) whose input is binary and whose weight is +-alpha per channel is
    claimed as a BNN conv.
-2. ``FuseOpsByPattern`` with the accelerator's patterns and ``annotate_codegen``:
-   each claimed conv and its epilogue become a ``Codegen = "snn_fpga"`` function.
-3. :class:`BuildFpgaFunctions`: each such function is compiled to a program
-   and named; the conv's report moves onto it (``snn_kernel`` ``fpga-snn`` or
-   ``fpga-bnn``, with the modelled cycles).
+2. ``FuseOpsByPattern`` with the accelerator's patterns, then
+   ``MergeCompositeFunctions``: each claimed conv and its epilogue become an
+   ``snn_fpga.*`` composite, and connected composites one ``Codegen =
+   "snn_fpga"`` region.
+3. :class:`BuildFpgaFunctions`: each region's convs are compiled to programs
+   and the region named; the convs' reports move onto it (``snn_kernel``
+   ``fpga-snn`` or ``fpga-bnn``, with the modelled cycles).
 4. After the reports are read, :func:`run_codegen` runs ``RunCodegen``, which
    registers the runtime functions (:mod:`hw_targets.byoc`).
 
@@ -33,13 +35,12 @@ from dataclasses import dataclass
 import tvm
 from tvm import relax
 
-from hw_targets.byoc import CODEGEN, FpgaClaims, claims_scope, fpga_patterns
+from hw_targets.byoc import FpgaClaims, claims_scope, fpga_patterns, is_region
 from hw_targets.compiler import compile_conv
 from hw_targets.layer import FpgaConv
 from hw_targets.spec import AcceleratorSpec, load_spec
 from relay_passes.detect_subbit_conv import (
     ATTR_ACTIVATION,
-    ATTR_COMPOSITE,
     is_conv,
     is_subbit_composite,
 )
@@ -50,6 +51,7 @@ from relay_passes.layer_records import (
     record_report,
     updated_record,
     with_dense_reports,
+    with_reports,
 )
 from relay_passes.lower_subbit_conv import composite_conv
 from relay_passes.subbit_analysis import is_binary_input
@@ -62,7 +64,7 @@ FPGA_KIND = "snn-fpga"
 DEFAULT_HOST = "x86"
 KERNEL_NAMES = {"subbit": "fpga-snn", "bnn": "fpga-bnn"}
 _OPTIONS = ("config", "host")
-HIDDEN_COMPOSITE = "tvm_snn.hidden_composite"
+PARKED_PREFIX = "tvm_snn.parked."
 
 
 @dataclass(frozen=True)
@@ -257,7 +259,7 @@ class ClaimFpgaConvs:
 
 @tvm.transform.module_pass(opt_level=0, name="tvm_snn.BuildFpgaFunctions")
 class BuildFpgaFunctions:
-    """Compile and name the ``snn_fpga`` functions; move each claimed conv's report onto its function."""
+    """Compile and name the ``snn_fpga`` regions; move each claimed conv's report onto its region."""
 
     def __init__(self, claims: FpgaClaims, records: dict):
         self.claims = claims
@@ -265,20 +267,18 @@ class BuildFpgaFunctions:
 
     def transform_module(self, mod, _ctx):
         mod = self.claims.build(mod)
-        built = 0
         for gv, func in list(mod.functions_items()):
-            if (
-                isinstance(func, relax.Function)
-                and func.attrs is not None
-                and str(func.attrs.get("Codegen", "")) == CODEGEN
-            ):
-                function = self.claims.for_function(func)
-                record = self.records[function.key].pop(0)
-                record = updated_record(
-                    record, snn_kernel=KERNEL_NAMES[function.kind], cycles=function.cycles.total
+            if not is_region(func):
+                continue
+            reports = []
+            for step in self.claims.for_function(func).steps:
+                record = self.records[step.key].pop(0)
+                reports.append(
+                    updated_record(
+                        record, snn_kernel=KERNEL_NAMES[step.kind], cycles=step.cycles.total
+                    )
                 )
-                mod[gv] = func.with_attr(ATTR_REPORT, record)
-                built += 1
+            mod[gv] = with_reports(func, reports)
         left = sum(len(records) for records in self.records.values())
         if left:
             raise CompileError(
@@ -287,37 +287,73 @@ class BuildFpgaFunctions:
         return mod
 
 
-def _hidden(mod):
-    """``mod`` with the detector's composites' ``Composite`` attribute moved aside."""
-    for gv, func in list(mod.functions_items()):
-        if is_subbit_composite(func):
-            mod[gv] = func.without_attr(ATTR_COMPOSITE).with_attr(
-                HIDDEN_COMPOSITE, func.attrs[ATTR_COMPOSITE]
-            )
-    return mod
+def _conv_key(call) -> tuple:
+    """What tells a parked conv from another: its weight's digest, input shape, strides and padding."""
+    attrs = call.attrs
+    return (
+        FpgaClaims.key_of(call.args[1].value.numpy()),
+        tuple(int(d) for d in call.args[0].ty.shape),
+        tuple(int(v) for v in attrs.strides),
+        tuple(int(v) for v in attrs.padding),
+    )
 
 
-def _restored(mod):
-    for gv, func in list(mod.functions_items()):
-        if func.attrs is not None and HIDDEN_COMPOSITE in func.attrs:
-            mod[gv] = func.without_attr(HIDDEN_COMPOSITE).with_attr(
-                ATTR_COMPOSITE, func.attrs[HIDDEN_COMPOSITE]
-            )
-    return mod
+@relax.expr_functor.mutator
+class _Rewrapper(relax.PyExprMutator):
+    """The parked convs' plain ``conv2d`` calls become calls of their composites again."""
+
+    def __init__(self, mod, by_key):
+        super().__init__(mod)
+        self.by_key = by_key
+
+    def visit_extern_func_(self, op):
+        return op
+
+    def visit_call_(self, call):
+        call = super().visit_call_(call)
+        if is_conv(call) and isinstance(call.args[1], tvm.ir.GenericConst):
+            gv = self.by_key.get(_conv_key(call))
+            if gv is not None:
+                return relax.Call(gv, [call.args[0]])
+        return call
 
 
-def composites_hidden(inner):
-    """``inner`` run with the detector's CPU composites hidden.
+def composites_parked(inner):
+    """``inner`` run with the detector's CPU composites inlined as plain convs, then put back.
 
-    TVM's ``FuseOpsByPattern(annotate_codegen=True)`` and ``RunCodegen`` take
-    every call of a function with a ``Composite`` attribute for an offload (a
-    ``tvm_snn`` codegen region, then ``relax.ext.tvm_snn``), so the composites
-    left for the CPU kernels lose that attribute while they run and get it back.
+    TVM's ``MergeCompositeFunctions`` fails on a module that holds the
+    detector's composites, and ``RunCodegen`` takes every call of a function
+    with a ``Composite`` attribute for an offload (it would look for
+    ``relax.ext.tvm_snn``). So while ``inner`` runs, those composites' calls are
+    their plain ``conv2d`` (which the accelerator's patterns do not take: their
+    weights are not claimed), and the composites wait outside the module.
     """
 
-    @tvm.transform.module_pass(opt_level=0, name=f"tvm_snn.Hidden({inner.info.name})")
+    @tvm.transform.module_pass(opt_level=0, name=f"tvm_snn.Parked({inner.info.name})")
     def run(mod, _ctx):
-        return _restored(inner(_hidden(mod)))
+        parked = {gv: func for gv, func in mod.functions_items() if is_subbit_composite(func)}
+        if not parked:
+            return inner(mod)
+        convs = {gv.name_hint: _composite_weight(func) for gv, func in parked.items()}
+        inliner = _Inliner(mod, convs)
+        main = mod.get_global_var("main")
+        inliner.builder_.update_func(main, inliner.visit_expr(mod[main]))
+        bare = inliner.builder_.get()
+        bare = rebuilt(bare, {gv: f for gv, f in bare.functions_items() if gv not in parked})
+        done = inner(bare)
+        back = rebuilt(done, {**dict(done.functions_items()), **parked})
+        by_key = {}
+        for gv, func in parked.items():
+            call = convs[gv.name_hint]
+            key = (
+                _conv_key(call)[0],
+                tuple(int(d) for d in func.params[0].ty.shape),
+                *_conv_key(call)[2:],
+            )
+            by_key[key] = gv
+        rewrapper = _Rewrapper(back, by_key)
+        rewrapper.builder_.update_func(main, rewrapper.visit_expr(back[main]))
+        return rewrapper.builder_.get()
 
     return run
 
@@ -325,12 +361,18 @@ def composites_hidden(inner):
 def offload_passes(claims: FpgaClaims) -> list:
     """The offload hook's passes for ``claims`` (see the module docstring)."""
     records: dict = {}
-    fuse = relax.transform.FuseOpsByPattern(
-        fpga_patterns(claims), bind_constants=True, annotate_codegen=True, entry_functions=["main"]
+    regions = tvm.transform.Sequential(
+        [
+            relax.transform.FuseOpsByPattern(
+                fpga_patterns(claims), bind_constants=True, entry_functions=["main"]
+            ),
+            relax.transform.MergeCompositeFunctions(),
+        ],
+        name="tvm_snn.FpgaRegions",
     )
     return [
         ClaimFpgaConvs(claims, records),
-        composites_hidden(fuse),
+        composites_parked(regions),
         BuildFpgaFunctions(claims, records),
     ]
 
@@ -338,4 +380,4 @@ def offload_passes(claims: FpgaClaims) -> list:
 def run_codegen(mod, claims: FpgaClaims):
     """``RunCodegen`` with ``claims`` in scope: the ``snn_fpga`` calls become registered packed calls."""
     with claims_scope(claims):
-        return composites_hidden(relax.transform.RunCodegen())(mod)
+        return composites_parked(relax.transform.RunCodegen())(mod)

@@ -16,8 +16,10 @@ import pytest
 import torch
 from qat_models import make_dyadic_, resnet_imagenet
 from relax_builders import conv_epilogue_module, conv_module, subbit_weight
+from tvm import relax
 
 import tvm_snn
+from hw_targets.runtime import Source
 from hw_targets.spec import load_spec
 from schedules import reference
 from tvm_snn.errors import ArtifactError, TargetError
@@ -41,7 +43,8 @@ def cifar(tmp_path_factory):
 def test_cifar_resnet18_matches_the_cpu_build(cifar):
     cpu, fpga, x, _ = cifar
     np.testing.assert_allclose(fpga(x), cpu(x), rtol=FLOAT_RTOL, atol=FLOAT_ATOL)
-    assert sum(function.calls for function in fpga.accelerator.functions.values()) == 19
+    assert len(fpga.accelerator.steps()) == 19
+    assert all(function.calls == 1 for function in fpga.accelerator.functions.values())
 
 
 def test_the_report_says_which_conv_ran_where(cifar):
@@ -200,3 +203,39 @@ def test_a_tau_above_the_datapath_runs_as_a_bnn_conv(tmp_path):
     np.testing.assert_allclose(cm(x), want, rtol=FLOAT_RTOL, atol=FLOAT_ATOL)
     (layer,) = cm.snn_layers
     assert (layer.tau, layer.snn_kernel) == (5, "fpga-bnn")
+
+
+def _shortcut_block(w_short, w_main, b_short, b_main, shape):
+    """``relu(conv(s, Wm) + bm + (conv1x1(s, Ws) + bs))`` with ``s = sign(x)``: two convs, one region."""
+    builder = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType(shape, "float32"))
+    with builder.function("main", [x]):
+        with builder.dataflow():
+            s = builder.emit(relax.op.sign(x))
+            a = builder.emit(relax.op.nn.conv2d(s, relax.const(w_short)))
+            a = builder.emit(relax.op.add(a, relax.const(b_short.reshape(1, -1, 1, 1))))
+            b = builder.emit(relax.op.nn.conv2d(s, relax.const(w_main), padding=1))
+            b = builder.emit(relax.op.add(b, relax.const(b_main.reshape(1, -1, 1, 1))))
+            out = builder.emit_output(relax.op.nn.relu(relax.op.add(b, a)))
+        builder.emit_func_output(out)
+    return builder.get()
+
+
+def test_connected_convs_share_a_region():
+    """MergeCompositeFunctions puts a shortcut conv and the conv it feeds in one region: two steps."""
+    rng = np.random.default_rng(6)
+    w_short = subbit_weight(64, 64, kernel=1, tau=4, seed=7)
+    w_main = subbit_weight(64, 64, tau=5, seed=8)
+    b_short, b_main = (rng.standard_normal(64).astype(np.float32) for _ in range(2))
+    cm = tvm_snn.compile(
+        _shortcut_block(w_short, w_main, b_short, b_main, RESIDUAL_SHAPE), target=FPGA
+    )
+    (region,) = cm.accelerator.functions.values()
+    assert [step.kind for step in region.steps] == ["subbit", "subbit"]
+    assert region.steps[1].residual == Source("step", 0)
+    x = rng.standard_normal(RESIDUAL_SHAPE).astype(np.float32)
+    signs = np.sign(x)
+    short = reference.conv2d_dense_reference(signs, w_short, b_short, 1, 0)
+    want = np.maximum(reference.conv2d_dense_reference(signs, w_main, b_main, 1, 1) + short, 0)
+    np.testing.assert_allclose(cm(x), want, rtol=FLOAT_RTOL, atol=FLOAT_ATOL)
+    assert [layer.snn_kernel for layer in cm.snn_layers] == ["fpga-snn", "fpga-snn"]
