@@ -176,7 +176,9 @@ def build_parser():
     )
     comp.add_argument("model", help="path to an .onnx file or a .pt2 ExportedProgram")
     comp.add_argument(
-        "--target", default="x86", help='preset (x86, aarch64, pynq) or "llvm -mcpu=..." string'
+        "--target",
+        default="x86",
+        help='preset (x86, aarch64, pynq), "llvm -mcpu=..." string, or "snn-fpga [-config=pynq-z1]"',
     )
     comp.add_argument("-o", "--output", help="artifact path (.so); a manifest is written beside it")
     comp.add_argument(

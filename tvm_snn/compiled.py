@@ -379,6 +379,11 @@ class CompiledModel:
         """
         from tvm_snn.deploy.standalone import export_standalone
 
+        if self.accelerator is not None:
+            raise StandaloneError(
+                "this model runs convs on the snn-fpga accelerator, whose runtime is Python "
+                "(the simulator or a board's driver); the standalone C program runs CPU builds only"
+            )
         if self._scheduled is None:
             raise StandaloneError(
                 "this model was loaded from an artifact, which keeps no IR; "

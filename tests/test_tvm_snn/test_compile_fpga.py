@@ -16,13 +16,15 @@ import pytest
 import torch
 from qat_models import make_dyadic_, resnet_imagenet
 from relax_builders import conv_epilogue_module, conv_module, subbit_weight
+from snn_models import Sign
 from tvm import relax
 
 import tvm_snn
 from hw_targets.runtime import Source
 from hw_targets.spec import load_spec
 from schedules import reference
-from tvm_snn.errors import ArtifactError, TargetError
+from tvm_snn import cli
+from tvm_snn.errors import ArtifactError, StandaloneError, TargetError
 from tvm_snn.train.zoo import build_snn_resnet, input_shape
 
 from common import FLOAT_ATOL, FLOAT_RTOL
@@ -239,3 +241,32 @@ def test_connected_convs_share_a_region():
     want = np.maximum(reference.conv2d_dense_reference(signs, w_main, b_main, 1, 1) + short, 0)
     np.testing.assert_allclose(cm(x), want, rtol=FLOAT_RTOL, atol=FLOAT_ATOL)
     assert [layer.snn_kernel for layer in cm.snn_layers] == ["fpga-snn", "fpga-snn"]
+
+
+def _binary_onnx(path):
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False)
+    conv.weight.data = torch.from_numpy(subbit_weight(64, 64, tau=5, seed=9))
+    model = torch.nn.Sequential(Sign(), conv, torch.nn.ReLU()).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (torch.zeros(RESIDUAL_SHAPE),), str(path), input_names=["input"], dynamo=False
+        )
+    return path
+
+
+def test_the_cli_compiles_for_the_accelerator_and_refuses_a_standalone_export(tmp_path, capsys):
+    path = _binary_onnx(tmp_path / "binary.onnx")
+    artifact = tmp_path / "binary.so"
+    assert (
+        cli.main(
+            ["compile", str(path), "--target", "snn-fpga -config=pynq-z1", "-o", str(artifact)]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "fpga-snn" in out and "snn-fpga 'pynq-z1'" in out
+    assert (tmp_path / "binary.so.fpga.npz").is_file()
+    cm = tvm_snn.load(artifact)
+    with pytest.raises(StandaloneError, match="runs convs on the snn-fpga accelerator"):
+        cm.export_standalone(tmp_path / "standalone")
