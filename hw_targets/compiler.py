@@ -170,6 +170,7 @@ class _Emitter:
     def __init__(self, layer: FpgaConv, tiling: Tiling, regions: list[Region], caps: dict):
         self.layer, self.tiling, self.caps = layer, tiling, caps
         self.region_id = {region.name: number for number, region in enumerate(regions)}
+        self.bits = {region.name: region.bits for region in regions}
         self.out = []
         n, _, self.h, self.w = layer.input_shape
         _, self.o, self.oh, self.ow = layer.output_shape
@@ -191,6 +192,7 @@ class _Emitter:
             Load(
                 buffer=BUFFER_IDS["params"],
                 region=self.region_id["params"],
+                elem_bits=self.bits["params"],
                 z_size=1,
                 y_size=1,
                 x_size=2 * o,
@@ -202,6 +204,7 @@ class _Emitter:
                 Load(
                     buffer=BUFFER_IDS["codebook"],
                     region=self.region_id["codebook"],
+                    elem_bits=self.bits["codebook"],
                     z_size=1,
                     y_size=1,
                     x_size=size,
@@ -221,6 +224,7 @@ class _Emitter:
         return Load(
             buffer=BUFFER_IDS["input"],
             region=self.region_id["input"],
+            elem_bits=self.bits["input"],
             sram_base=(self.tile % _SLOTS) * self.in_slot,
             dram_base=((image * c + unit0 * uc) * self.h + real0) * self.w,
             z_size=units * uc,
@@ -240,12 +244,14 @@ class _Emitter:
         base = (self.tile % _SLOTS) * self.side_slot
         if layer.subbit:
             return Load(
-                buffer=BUFFER_IDS["index"], region=self.region_id["indices"], sram_base=base, dram_base=unit0,
+                buffer=BUFFER_IDS["index"], region=self.region_id["indices"],
+                elem_bits=self.bits["indices"], sram_base=base, dram_base=unit0,
                 z_size=1, y_size=self.o, x_size=units, y_stride=layer.units, push_next=True,
             )  # fmt: skip
         unit = layer.unit_size
         return Load(
-            buffer=BUFFER_IDS["weight"], region=self.region_id["weights"], sram_base=base, dram_base=unit0 * unit,
+            buffer=BUFFER_IDS["weight"], region=self.region_id["weights"],
+                elem_bits=self.bits["weights"], sram_base=base, dram_base=unit0 * unit,
             z_size=self.o, y_size=1, x_size=units * unit, z_stride=layer.units * unit, push_next=True,
         )  # fmt: skip
 
@@ -319,7 +325,8 @@ class _Emitter:
             }
             if self.layer.residual:
                 self.out.append(
-                    Load(buffer=BUFFER_IDS["output"], region=self.region_id["residual"], sram_base=base,
+                    Load(buffer=BUFFER_IDS["output"], region=self.region_id["residual"],
+                elem_bits=self.bits["residual"], sram_base=base,
                          dram_base=dram_base, pop_next=wait, **block)
                 )  # fmt: skip
                 wait = False
@@ -341,6 +348,7 @@ class _Emitter:
                 Store(
                     buffer=BUFFER_IDS["output"],
                     region=self.region_id["output"],
+                    elem_bits=self.bits["output"],
                     sram_base=base,
                     dram_base=dram_base,
                     pop_prev=True,

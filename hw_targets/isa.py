@@ -57,7 +57,7 @@ TOKEN_FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
 _OPCODE_BITS = 4
 
 _DMA = (
-    ("buffer", 4), ("region", 4), ("sram_base", 24), ("dram_base", 32),
+    ("buffer", 4), ("region", 4), ("elem_bits", 6), ("sram_base", 24), ("dram_base", 32),
     ("z_size", 12), ("y_size", 12), ("x_size", 12),
     ("z_stride", 32), ("y_stride", 20),
     ("y_pad0", 4), ("y_pad1", 4), ("x_pad0", 4), ("x_pad1", 4),

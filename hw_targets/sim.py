@@ -164,6 +164,12 @@ class _Machine:
             )
         return region, self.dram[region.name]
 
+    def check_width(self, inst, region) -> None:
+        if inst.elem_bits != region.bits:
+            self.fail(
+                f"moves elements of {inst.elem_bits} bits, but region '{region.name}' holds {region.bits}-bit elements"
+            )
+
     # ---- DMA -----------------------------------------------------------------
 
     def _dram_index(self, inst, region) -> np.ndarray:
@@ -180,6 +186,7 @@ class _Machine:
     def load(self, module: str, inst) -> None:
         buffer = _BUFFER_NAMES[inst.buffer]
         region, data = self.region(inst.region, buffer)
+        self.check_width(inst, region)
         rows = inst.y_size + inst.y_pad0 + inst.y_pad1
         cols = inst.x_size + inst.x_pad0 + inst.x_pad1
         block = np.zeros((inst.z_size, rows, cols), dtype=self.buffers[buffer].dtype)
@@ -193,6 +200,7 @@ class _Machine:
 
     def store(self, module: str, inst) -> None:
         region, data = self.region(inst.region, "output")
+        self.check_width(inst, region)
         size = inst.z_size * inst.y_size * inst.x_size
         span = self.touch(module, "output", inst.sram_base, size, write=False)
         values = self.buffers["output"][span]

@@ -16,9 +16,11 @@ offset      register
 the stream into buffers from ``pynq.allocate``, sets the registers, starts
 the accelerator, waits for it, and reads the regions back.
 
-This runs only on a board with the ``pynq`` package and a bitstream of the
-whole accelerator; none is built in this repository (``hw_targets/hls``
-holds the PE array), so nothing here has run on hardware.
+On hardware this needs the ``pynq`` package and a bitstream of the whole
+accelerator; none is built in this repository (``hw_targets/hls`` holds the
+PE array), so it has not run on a board. ``tests/fake_pynq.py`` models such a
+board (PYNQ's buffers, these registers, the simulator behind them), and the
+tests drive it through this class.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ _START = 1
 _DONE = 1 << 1
 _ADDRESS_MASK = (1 << 32) - 1
 DEFAULT_IP = "snn_fpga_0"
-DEFAULT_TIMEOUT_S = 10.0
+ACCELERATOR_TIMEOUT_S = 10.0
 _POLL_S = 1e-4
 
 
@@ -63,7 +65,7 @@ class PynqDevice:
 
     name = "pynq"
 
-    def __init__(self, bitstream, ip=DEFAULT_IP, timeout_s=DEFAULT_TIMEOUT_S):
+    def __init__(self, bitstream, ip=DEFAULT_IP, timeout_s=ACCELERATOR_TIMEOUT_S):
         try:
             import pynq
         except ImportError:

@@ -22,9 +22,9 @@ import numpy as np
 
 from tvm_snn.errors import FpgaError, ToolchainError
 
-__all__ = ["SOURCES", "CSim", "build_csim"]
+__all__ = ["HLS_SOURCES", "CSim", "build_csim"]
 
-SOURCES = ("snn_pe.cpp", "snn_pe.h")
+HLS_SOURCES = ("snn_pe.cpp", "snn_pe.h")
 LIBRARY = "libsnn_pe.so"
 _STATUS = {
     1: "not a compute instruction",
@@ -92,7 +92,7 @@ def build_csim(folder) -> CSim:
         "-fPIC",
         "-o",
         str(library),
-        str(source_folder() / SOURCES[0]),
+        str(source_folder() / HLS_SOURCES[0]),
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S)
     if result.returncode:

@@ -2,7 +2,9 @@
 
 import importlib.util
 import os
+import sys
 
+import fake_pynq
 import numpy as np
 import pytest
 from fpga_layers import expected_output, subbit_conv, ternary_input
@@ -97,3 +99,22 @@ def test_a_bad_board_address_is_refused():
         RemoteDevice("no-port")
     with pytest.raises(FpgaError, match="no snn-fpga board server at 127.0.0.1:1"):
         RemoteDevice("127.0.0.1:1")
+
+
+def test_the_pynq_device_drives_a_modelled_board(monkeypatch):
+    """PynqDevice against a board model (tests/fake_pynq.py): buffers, registers, DRAM bytes, results."""
+    monkeypatch.setitem(sys.modules, "pynq", fake_pynq)
+    from hw_targets.driver.pynq import PynqDevice
+
+    rng = np.random.default_rng(2)
+    layer = FpgaConv(
+        subbit_conv(rng, 3, 5, 24, 16, padding=1), (1, 24, 9, 9), residual=True, relu=True
+    )
+    program = compile_conv(layer, "pynq-z1")
+    x = ternary_input(rng, layer.input_shape)
+    residual = rng.standard_normal(layer.output_shape).astype(np.float32)
+    dram = dram_image(program, layer, x, residual)
+    device = PynqDevice("snn_fpga.bit")
+    device.run(program, dram)
+    np.testing.assert_array_equal(read_output(dram, layer), expected_output(layer, x, residual))
+    assert device.ip.started == 1 and not fake_pynq.MEMORY  # every buffer was freed

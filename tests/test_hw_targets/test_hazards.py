@@ -136,3 +136,12 @@ def test_a_dram_image_of_the_wrong_type_is_refused(case):
     dram["input"] = dram["input"].astype(np.float32)
     with pytest.raises(StreamError, match="'input' must be int8"):
         simulate(program, dram)
+
+
+def test_a_dma_of_the_wrong_element_width_is_refused(case):
+    instructions, number = _changed(case[0], "LOAD", "push_next", nth=0, elem_bits=8)
+    with pytest.raises(
+        StreamError,
+        match=rf"instruction {number} \(LOAD\): moves elements of 8 bits, but region 'indices' holds 5-bit",
+    ):
+        _run(case, instructions)
