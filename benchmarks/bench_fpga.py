@@ -89,18 +89,19 @@ def _plot(results):
                 for stage, values in summary["stages"].items():
                     width = values[f"{form}_us"]
                     ax.barh(y, width, left=left, color=colors[int(stage) - 1], edgecolor="white")
-                    if form == "snn":
+                    if form == "snn":  # the stage's speed-up, above its segment
                         ax.text(
                             left + width / 2,
-                            y,
+                            y + 0.45,
                             f"{values['speedup']:.1f}x",
                             ha="center",
-                            va="center",
+                            va="bottom",
                             fontsize=7,
-                            color="white",
                         )
+
                     left += width
             ax.set_yticks([0, 1], ["W0.56/A1", "W1/A1"])
+            ax.set_ylim(-0.5, 1.6)
             label = "PE array" if measure == "array_cycles" else "end to end (DRAM, ALU, fill)"
             ax.set_title(
                 f"{network}, {label}: {summary['speedup']:.2f}x (paper {PAPER_SPEEDUP[network]}x)",
