@@ -8,6 +8,7 @@ import tvm_snn
 from hw_targets.driver.remote import RemoteDevice
 from schedules import reference
 from tvm_snn.deploy.server import start_board_server
+from tvm_snn.errors import DeployError
 
 from common import FLOAT_ATOL, FLOAT_RTOL
 
@@ -38,3 +39,14 @@ def test_the_accelerator_calls_run_on_the_board_server(server):
     )
     np.testing.assert_allclose(cm(x), want, rtol=FLOAT_RTOL, atol=FLOAT_ATOL)
     assert board.runs == 1 and board.board_device == "simulator"  # no bitstream on this "board"
+
+
+def test_deploying_an_accelerated_model_is_refused_with_the_way_to_run_it(server, tmp_path):
+    cm = tvm_snn.compile(
+        conv_epilogue_module(
+            subbit_weight(64, 64, tau=5), SHAPE, np.zeros(64, np.float32), binary=True
+        ),
+        target="snn-fpga",
+    )
+    with pytest.raises(DeployError, match="use_device"):
+        tvm_snn.deploy(cm, remote=f"127.0.0.1:{server.port}")

@@ -318,6 +318,12 @@ def deploy(
     with tempfile.TemporaryDirectory(prefix="tvm-snn-deploy-") as scratch:
         path = _artifact_path(model, scratch)
         manifest = read_manifest(path)  # the host's sha256 check
+        if "fpga" in manifest:
+            raise DeployError(
+                "this model runs convs on the snn-fpga accelerator, which TVM's runtime on a board "
+                "cannot call; run it here with cm.accelerator.use_device(RemoteDevice('host:port')) "
+                "to send its accelerator calls to the board (hw_targets.driver.remote)"
+            )
         specs = [InputSpec.from_json(item) for item in manifest["inputs"]]
         arrays = check_inputs(specs, list(inputs)) if inputs is not None else random_inputs(specs)
         session = connect(remote, timeout_s)
