@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hw_targets.cycles import cycles
 from hw_targets.isa import BUFFER_IDS, Alu, Gather, Load, Precompute, Store, Xnor
 from hw_targets.layer import UNIT_CHANNELS, FpgaConv, check_layer
 from hw_targets.program import Program, Region, opcode_counts
@@ -371,8 +372,9 @@ def compile_conv(layer: FpgaConv, spec="paper") -> Program:
     Returns
     -------
     Program
-        Its ``info`` holds the layer, the tiling, each buffer's peak use and the
-        instruction counts.
+        Its ``info`` holds the layer, the tiling, each buffer's peak use, the
+        instruction counts, and the modelled cycles and PE utilization
+        (:mod:`hw_targets.cycles`).
 
     Raises
     ------
@@ -413,7 +415,11 @@ def compile_conv(layer: FpgaConv, spec="paper") -> Program:
         "buffer_use": _buffer_use(layer, tiling, caps),
         "instructions": opcode_counts(instructions),
     }
-    return Program(spec, tuple(regions), instructions, info)
+    program = Program(spec, tuple(regions), instructions, info)
+    modelled = cycles(program)
+    info["cycles"] = modelled.total
+    info["pe_utilization"] = modelled.pe_utilization  # the PE array's busy share of the run
+    return program
 
 
 def _buffer_use(layer: FpgaConv, tiling: Tiling, caps: dict) -> dict:

@@ -158,3 +158,12 @@ def test_end_to_end_cycles_count_memory_and_the_alu():
     total = _stage_cycles("resnet18", "paper", "total")
     ratio = lambda stages: sum(b for _, b in stages.values()) / sum(s for s, _ in stages.values())  # noqa: E731
     assert 1 < ratio(total) < ratio(array)
+
+
+def test_the_compiler_reports_cycles_and_pe_utilization():
+    rng = np.random.default_rng(1)
+    layer = FpgaConv(subbit_conv(rng, 3, 5, 64, 64, padding=1, rows=32), (1, 64, 14, 14))
+    program = compile_conv(layer, "paper")
+    report = cycles(program)
+    assert program.info["cycles"] == report.total
+    assert 0 < program.info["pe_utilization"] == report.array_cycles / report.total < 1
