@@ -13,7 +13,9 @@ presets, at batch 1 and 224x224:
 - per stage, and in total, against the paper's 3.13x and 3.33x.
 
 Also: the runs with the shortcuts as sub-bit 1x1 convs (tvm-snn's own
-ResNets), and the ``pynq-z1`` preset's resource estimate.
+ResNets), the ``pynq-z1`` preset's resource estimate, and the end-to-end run
+on ``paper`` with one limit lifted at a time (an unbounded DRAM port, an ALU
+that takes no time, both): what the paper's figures need.
 
 Prints the table; writes ``results/bench_fpga.json`` and
 ``results/bench_fpga.png`` (the per-stage timeline, as the paper's Figure 13).
@@ -72,6 +74,26 @@ def _summary(rows, clock_mhz):
             "bnn_us": bnn / clock_mhz,
             "speedup": bnn / snn,
             "stages": per_stage,
+        }
+    return out
+
+
+# What the paper must have assumed: the end-to-end run with one limit lifted at a time.
+WHAT_IF = {
+    "dram unbounded": {"dram_bytes_per_cycle": 1024, "dram_latency_cycles": 0},
+    "alu hidden": {"alu_lanes": 4096},
+    "both": {"dram_bytes_per_cycle": 1024, "dram_latency_cycles": 0, "alu_lanes": 4096},
+}
+
+
+def _what_if():
+    base = load_spec("paper").to_dict()
+    out = {}
+    for label, changes in WHAT_IF.items():
+        spec = load_spec(dict(base, name=f"paper, {label}", **changes))
+        out[label] = {
+            network: _summary(_layers(network, spec, False), spec.clock_mhz)["total"]["speedup"]
+            for network in RESNET_BLOCKS
         }
     return out
 
@@ -149,6 +171,10 @@ def main():
                 f"  {preset:8} {network:9} array {s['array_cycles']['speedup']:.2f}x, end to end {s['total']['speedup']:.2f}x"
             )
     print("pynq-z1 resources:", results["pynq-z1"]["resources"])
+    results["what_if"] = _what_if()
+    print("end to end on 'paper' with a limit lifted (what the paper's figures need):")
+    for label, ratios in results["what_if"].items():
+        print(f"  {label:15} " + ", ".join(f"{n} {r:.2f}x" for n, r in ratios.items()))
     _plot(results)
     print("wrote", write_results("bench_fpga", results))
 
