@@ -1,4 +1,4 @@
-"""Relax BYOC for the accelerator: patterns, the ``relax.ext.snn_fpga`` codegen, the runtime functions.
+"""Relax BYOC for the accelerator: the patterns, the claims and regions, the ``relax.ext.snn_fpga`` codegen.
 
 How a model reaches the accelerator (``tvm_snn.accelerator`` drives it; this
 module never sees ``relay_passes``):
@@ -15,17 +15,17 @@ module never sees ``relay_passes``):
    the conv whose residual it is become one region: the tensor between them
    never goes back to the CPU).
 3. :meth:`FpgaClaims.build` compiles each region's convs to programs
-   (:func:`hw_targets.compiler.compile_conv`), models their cycles and names it
-   ``snn_fpga_<hash>`` (the function's structural hash: two models in one
-   process never share a name for different code).
+   (:func:`hw_targets.compiler.compile_conv`), models their cycles and names
+   the region ``snn_fpga_<digest>`` (of its streams, weights and wiring: two
+   models in one process never share a name for different code).
 4. ``RunCodegen`` calls ``relax.ext.snn_fpga``: it registers, for each
-   function, a global packed function of that name that runs the program
-   (:class:`FpgaFunction`) and returns no module, so the call sites become
-   ``call_dps_packed`` of registered functions. That is the deliberate
-   choice: the runtime is Python (the simulator, or the Pynq driver), so it
-   cannot live in a C module of the exported library. An artifact carries
-   the programs in a sidecar file instead (:func:`save_functions`), which
-   ``tvm_snn.load`` checks and registers (:func:`load_functions`).
+   region, a global packed function of that name that runs its programs
+   (:class:`~hw_targets.runtime.FpgaFunction`) and returns no module, so the
+   call sites become ``call_dps_packed`` of registered functions. That is the
+   deliberate choice: the runtime is Python (the simulator, a Pynq overlay, a
+   board over RPC), so it cannot live in a C module of the exported library.
+   An artifact carries the programs in a sidecar file instead
+   (:mod:`hw_targets.sidecar`), which ``tvm_snn.load`` checks and registers.
 """
 
 from __future__ import annotations
