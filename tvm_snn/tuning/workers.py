@@ -99,8 +99,14 @@ class KeptBuilder(PyBuilder):
 
 
 def _evaluator(number, repeat, min_repeat_ms):
+    """The runners' timing: CPU caches flushed before each repeat (all arguments but the output).
+
+    A kernel in a model reads weights and inputs that the kernels before it
+    pushed out of the caches; timed warm, the tuner crowned plans that lost in
+    the graph (``docs/TUNING.md``, "Measurement").
+    """
     return ms.runner.EvaluatorConfig(
-        number=number, repeat=repeat, min_repeat_ms=min_repeat_ms, enable_cpu_cache_flush=False
+        number=number, repeat=repeat, min_repeat_ms=min_repeat_ms, enable_cpu_cache_flush=True
     )
 
 
