@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from hw_targets.isa import KERNELS, MODULES, module_of
+from hw_targets.isa import KERNELS, MODULES, PUSH_QUEUES, module_queues, pops, pushes
 from hw_targets.layer import UNIT_CHANNELS
 from hw_targets.program import Program, as_instructions
 from hw_targets.spec import AcceleratorSpec, load_spec
@@ -36,10 +36,6 @@ from tvm_snn.errors import StreamError
 __all__ = ["CycleReport", "cycles", "instruction_cycles", "operations_per_cycle"]
 
 COMPUTE_OPCODES = ("PRECOMPUTE", "GATHER", "XNOR")
-_POPS = {("compute", "pop_prev"): "load>compute", ("load", "pop_next"): "compute>load",
-         ("store", "pop_prev"): "compute>store", ("compute", "pop_next"): "store>compute"}  # fmt: skip
-_PUSHES = {("load", "push_next"): "load>compute", ("compute", "push_prev"): "compute>load",
-           ("compute", "push_next"): "compute>store", ("store", "push_prev"): "store>compute"}  # fmt: skip
 
 
 @dataclass
@@ -127,31 +123,24 @@ def cycles(program: Program, spec=None) -> CycleReport:
     """
     spec = load_spec(spec) if spec is not None else program.spec
     report = CycleReport(clock_mhz=spec.clock_mhz)
-    queues = {module: deque() for module in MODULES}
-    for number, inst in enumerate(as_instructions(program.instructions)):
-        queues[module_of(inst)].append((number, inst))
-    tokens = {name: deque() for name in _PUSHES.values()}
+    queues = module_queues(as_instructions(program.instructions))
+    tokens = {name: deque() for name in PUSH_QUEUES.values()}
     free = dict.fromkeys(MODULES, 0)
     while any(queues.values()):
         progressed = False
         for module in MODULES:
             while queues[module]:
                 number, inst = queues[module][0]
-                pops = [
-                    _POPS[(module, flag)]
-                    for flag in ("pop_prev", "pop_next")
-                    if getattr(inst, flag)
-                ]
-                if any(not tokens[name] for name in pops):
+                waits = pops(inst)
+                if any(not tokens[name] for name in waits):
                     break
                 queues[module].popleft()
-                start = max([free[module], *(tokens[name].popleft() for name in pops)])
+                start = max([free[module], *(tokens[name].popleft() for name in waits)])
                 duration, moved = instruction_cycles(spec, program, inst)
                 end = start + duration
                 free[module] = end
-                for flag in ("push_prev", "push_next"):
-                    if getattr(inst, flag):
-                        tokens[_PUSHES[(module, flag)]].append(end)
+                for name in pushes(inst):
+                    tokens[name].append(end)
                 report.busy[module] += duration
                 report.by_opcode[inst.opcode] = report.by_opcode.get(inst.opcode, 0) + duration
                 report.dram_bytes += moved

@@ -21,6 +21,7 @@ to the module after; a load has no ``prev``, a store no ``next``.
 from __future__ import annotations
 
 import struct
+from collections import deque
 from dataclasses import asdict, dataclass
 
 from tvm_snn.errors import InstructionError
@@ -38,6 +39,11 @@ __all__ = [
     "Xnor",
     "Alu",
     "module_of",
+    "POP_QUEUES",
+    "PUSH_QUEUES",
+    "pops",
+    "pushes",
+    "module_queues",
     "encode",
     "decode",
     "encode_stream",
@@ -169,6 +175,50 @@ def module_of(instruction: Instruction) -> str:
     if instruction.opcode == "LOAD" and instruction.buffer != BUFFER_IDS["output"]:
         return "load"
     return "compute"
+
+
+# The token queue, (sender, receiver), behind each flag a module's instruction may set.
+POP_QUEUES = {
+    ("compute", "pop_prev"): ("load", "compute"),
+    ("load", "pop_next"): ("compute", "load"),
+    ("store", "pop_prev"): ("compute", "store"),
+    ("compute", "pop_next"): ("store", "compute"),
+}
+PUSH_QUEUES = {
+    ("load", "push_next"): ("load", "compute"),
+    ("compute", "push_prev"): ("compute", "load"),
+    ("compute", "push_next"): ("compute", "store"),
+    ("store", "push_prev"): ("store", "compute"),
+}
+
+
+def _queues(instruction: Instruction, table: dict, kind: str) -> list:
+    module = module_of(instruction)
+    queues = []
+    for flag in (f"{kind}_prev", f"{kind}_next"):
+        if getattr(instruction, flag):
+            if (module, flag) not in table:
+                raise InstructionError(f"a {module}-module {instruction.opcode} cannot set {flag}")
+            queues.append(table[(module, flag)])
+    return queues
+
+
+def pops(instruction: Instruction) -> list:
+    """The token queues ``instruction`` pops before it runs, as ``(sender, receiver)``."""
+    return _queues(instruction, POP_QUEUES, "pop")
+
+
+def pushes(instruction: Instruction) -> list:
+    """The token queues ``instruction`` pushes after it ends, as ``(sender, receiver)``."""
+    return _queues(instruction, PUSH_QUEUES, "push")
+
+
+def module_queues(instructions) -> dict:
+    """Each module's instructions in stream order, as ``(number, instruction)``."""
+    queues = {module: deque() for module in MODULES}
+    for number, instruction in enumerate(instructions):
+        queues[module_of(instruction)].append((number, instruction))
+    return queues
 
 
 def _check(instruction: Instruction, where: str) -> None:

@@ -32,7 +32,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw_targets.compiler import buffer_elements
-from hw_targets.isa import BUFFER_IDS, KERNELS, MODULES, module_of
+from hw_targets.isa import (
+    BUFFER_IDS,
+    KERNELS,
+    MODULES,
+    PUSH_QUEUES,
+    module_queues,
+    pops,
+    pushes,
+)
 from hw_targets.layer import UNIT_CHANNELS
 from hw_targets.program import BUFFER_KINDS, Program, as_instructions
 from hw_targets.spec import AcceleratorSpec, load_spec
@@ -53,11 +61,6 @@ _BUFFER_DTYPES = {
     "accumulator": np.int64,
 }
 _BUFFER_NAMES = {number: name for name, number in BUFFER_IDS.items()}
-# Token queues: (from, to) for each flag of each module.
-_PUSH = {("load", "next"): ("load", "compute"), ("compute", "prev"): ("compute", "load"),
-         ("compute", "next"): ("compute", "store"), ("store", "prev"): ("store", "compute")}  # fmt: skip
-_POP = {("compute", "prev"): ("load", "compute"), ("load", "next"): ("compute", "load"),
-        ("store", "prev"): ("compute", "store"), ("compute", "next"): ("store", "compute")}  # fmt: skip
 
 
 @dataclass
@@ -101,7 +104,7 @@ class _Machine:
             for name, dtype in _BUFFER_DTYPES.items()
         }
         self.clocks = {module: dict.fromkeys(MODULES, 0) for module in MODULES}
-        self.tokens = {pair: deque() for pair in _PUSH.values()}
+        self.tokens = {pair: deque() for pair in PUSH_QUEUES.values()}
         self.accesses = {name: [] for name in SHARED_BUFFERS}
         self.stats = SimStats()
         self.acc_limit = 1 << (spec.accumulator_bits - 1)
@@ -324,11 +327,10 @@ class _Machine:
     def run_one(self, module: str, number: int, inst) -> None:
         self.number, self.opcode = number, inst.opcode
         clock = self.clocks[module]
-        for side in ("prev", "next"):
-            if getattr(inst, f"pop_{side}"):
-                sender = self.tokens[_POP[(module, side)]].popleft()
-                for other in MODULES:
-                    clock[other] = max(clock[other], sender[other])
+        for queue in pops(inst):
+            sender = self.tokens[queue].popleft()
+            for other in MODULES:
+                clock[other] = max(clock[other], sender[other])
         clock[module] += 1
         before = None
         if self.observer is not None and inst.opcode in OBSERVED:
@@ -339,26 +341,14 @@ class _Machine:
             self.store(module, inst)
         else:
             getattr(self, inst.opcode.lower())(inst)
-        for side in ("prev", "next"):
-            if getattr(inst, f"push_{side}"):
-                self.tokens[_PUSH[(module, side)]].append(dict(clock))
+        for queue in pushes(inst):
+            self.tokens[queue].append(dict(clock))
         self.stats.executed[module] += 1
         if before is not None:
             self.observer(number, inst, before, self.buffers)
 
-    def ready(self, module: str, inst) -> bool:
-        return all(
-            not getattr(inst, f"pop_{side}") or self.tokens[_POP[(module, side)]]
-            for side in ("prev", "next")
-            if (module, side) in _POP
-        )
-
-
-def _queues(instructions) -> dict:
-    queues = {module: deque() for module in MODULES}
-    for number, inst in enumerate(instructions):
-        queues[module_of(inst)].append((number, inst))
-    return queues
+    def ready(self, inst) -> bool:
+        return all(self.tokens[queue] for queue in pops(inst))
 
 
 def simulate(program: Program, dram: dict, spec=None, observer=None) -> SimStats:
@@ -396,11 +386,11 @@ def simulate(program: Program, dram: dict, spec=None, observer=None) -> SimStats
                 f"DRAM region '{region.name}' must be {np.dtype(region.dtype).name} [{region.size}]"
             )
     machine = _Machine(spec, program, dram, observer)
-    queues = _queues(instructions)
+    queues = module_queues(instructions)
     while any(queues.values()):
         progressed = False
         for module in MODULES:
-            while queues[module] and machine.ready(module, queues[module][0][1]):
+            while queues[module] and machine.ready(queues[module][0][1]):
                 number, inst = queues[module].popleft()
                 machine.run_one(module, number, inst)
                 progressed = True

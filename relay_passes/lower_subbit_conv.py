@@ -61,11 +61,17 @@ def _ints(values):
     return tuple(int(v) for v in values)
 
 
-def composite_conv(func):
-    """Return the ``SubBitConv`` that a composite function computes (stored by the detector)."""
+def composite_call(func):
+    """The one ``conv2d`` call inside a composite function."""
     convs = []
     relax.analysis.post_order_visit(func.body, lambda e: convs.append(e) if is_conv(e) else None)
     (call,) = convs
+    return call
+
+
+def composite_conv(func):
+    """Return the ``SubBitConv`` that a composite function computes (stored by the detector)."""
+    call = composite_call(func)
     return conv_from_attrs(
         func.attrs, call, int(func.attrs[ATTR_TAU]), str(func.attrs[ATTR_ACTIVATION])
     )

@@ -53,7 +53,7 @@ from relay_passes.layer_records import (
     with_dense_reports,
     with_reports,
 )
-from relay_passes.lower_subbit_conv import composite_conv
+from relay_passes.lower_subbit_conv import composite_call, composite_conv
 from relay_passes.subbit_analysis import is_binary_input
 from schedules.bnn_xnor import BinaryConv
 from tvm_snn.errors import CompileError, FormatError, FpgaError, FpgaLayerError, TargetError
@@ -125,13 +125,6 @@ def accelerator_form(conv, spec: AcceleratorSpec):
             f"unsupported dilation {conv.dilation}: the accelerator runs dilation 1"
         )
     return BinaryConv.from_dense(conv.to_dense(), conv.stride, conv.padding)
-
-
-def _composite_weight(func):
-    convs = []
-    relax.analysis.post_order_visit(func.body, lambda e: convs.append(e) if is_conv(e) else None)
-    (call,) = convs
-    return call
 
 
 @relax.expr_functor.mutator
@@ -236,7 +229,7 @@ class ClaimFpgaConvs:
                     ATTR_REPORT, updated_record(func.attrs[ATTR_REPORT], offload=reason)
                 )
                 continue
-            call = _composite_weight(func)
+            call = composite_call(func)
             weight = call.args[1].value.numpy()
             self.claims.claim(weight, form)
             self.records.setdefault(self.claims.key_of(weight), []).append(
@@ -334,7 +327,7 @@ def composites_parked(inner):
         parked = {gv: func for gv, func in mod.functions_items() if is_subbit_composite(func)}
         if not parked:
             return inner(mod)
-        convs = {gv.name_hint: _composite_weight(func) for gv, func in parked.items()}
+        convs = {gv.name_hint: composite_call(func) for gv, func in parked.items()}
         inliner = _Inliner(mod, convs)
         main = mod.get_global_var("main")
         inliner.builder_.update_func(main, inliner.visit_expr(mod[main]))
@@ -342,15 +335,9 @@ def composites_parked(inner):
         bare = rebuilt(bare, {gv: f for gv, f in bare.functions_items() if gv not in parked})
         done = inner(bare)
         back = rebuilt(done, {**dict(done.functions_items()), **parked})
-        by_key = {}
-        for gv, func in parked.items():
-            call = convs[gv.name_hint]
-            key = (
-                _conv_key(call)[0],
-                tuple(int(d) for d in func.params[0].ty.shape),
-                *_conv_key(call)[2:],
-            )
-            by_key[key] = gv
+        by_key = {
+            _conv_key(convs[gv.name_hint]): gv for gv in parked
+        }  # its data has the call's shape
         rewrapper = _Rewrapper(back, by_key)
         rewrapper.builder_.update_func(main, rewrapper.visit_expr(back[main]))
         return rewrapper.builder_.get()

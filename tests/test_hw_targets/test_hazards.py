@@ -10,7 +10,7 @@ from hw_targets.compiler import compile_conv, dram_image
 from hw_targets.isa import Load
 from hw_targets.layer import FpgaConv
 from hw_targets.sim import simulate
-from tvm_snn.errors import StreamError
+from tvm_snn.errors import InstructionError, StreamError
 
 
 @pytest.fixture(scope="module")
@@ -144,4 +144,10 @@ def test_a_dma_of_the_wrong_element_width_is_refused(case):
         StreamError,
         match=rf"instruction {number} \(LOAD\): moves elements of 8 bits, but region 'indices' holds 5-bit",
     ):
+        _run(case, instructions)
+
+
+def test_a_token_flag_its_module_cannot_set_is_refused(case):
+    instructions = [*case[0].instructions[:2], Load(buffer=0, region=0, elem_bits=2, pop_prev=True)]
+    with pytest.raises(InstructionError, match="a load-module LOAD cannot set pop_prev"):
         _run(case, instructions)
